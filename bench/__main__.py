@@ -1,0 +1,134 @@
+"""Command line: `python -m bench run | list | report`.
+
+With no arguments, `python -m bench run` is the offline demo: every registered method, tiny preset,
+on the synthetic toyfaces dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import BenchError
+from bench.registry import DATASETS, METHODS, METRICS, UnknownNameError
+from methods.base import ConfigError
+
+log = logging.getLogger("bench")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of run settings; command-line options override it")
+    p.add_argument("--methods", type=_csv, help=f"comma-separated methods (default: all: {','.join(METHODS.names())})")
+    p.add_argument("--dataset", help=f"one of {', '.join(DATASETS.names())} (default: toyfaces)")
+    p.add_argument("--data-root", help="dataset folder (selfie2anime: datasets/selfie2anime; toyfaces: parent folder)")
+    p.add_argument("--data-option", action="append", type=_key_value, metavar="KEY=VALUE",
+                   help="dataset option, repeatable (toyfaces: size, n_train, n_test, seed)")
+    p.add_argument("--preset", help="method preset (default: tiny for toyfaces, paper for real data)")
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's epochs)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: the preset's)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue from the last checkpoint of an earlier run with the same configuration")
+    p.add_argument("--work-dir", help="where checkpoints and sample grids go (default: runs)")
+    p.add_argument("--reports-dir", help="where reports go (default: reports)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N")
+    p.add_argument("--sample-every", type=int, metavar="N")
+    p.add_argument("--log-every", type=int, metavar="N")
+    p.add_argument("--workers", type=int, help="data-loading processes (default: 0)")
+    p.add_argument("--metrics", type=_csv, help=f"comma-separated metrics (default: fid,kid; known: {','.join(METRICS.names())})")
+    p.add_argument("--inception-weights", metavar="PATH", help="torch-fidelity InceptionV3 weights file for FID/KID")
+    p.add_argument("--allow-standin", action=argparse.BooleanOptionalAction, default=None,
+                   help="without the standard Inception weights, use a labelled stand-in (default: only for toyfaces)")
+    p.add_argument("--eval-batch-size", type=int)
+    p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate only the first N test images per direction")
+    p.add_argument("--kid-subset-size", type=int)
+    p.add_argument("--kid-subsets", type=int)
+    p.add_argument("--no-track", dest="track", action="store_false", default=None, help="do not log to MLflow")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train, evaluate, track and report (no arguments: offline demo)")
+    _add_run_arguments(run)
+    sub.add_parser("list", help="list registered methods, datasets and metrics")
+    report = sub.add_parser("report", help="rebuild the HTML report of a past run from its results.json")
+    report.add_argument("results", type=Path, help="path to results.json")
+    return p
+
+
+def cmd_list() -> int:
+    for title, registry in (("methods", METHODS), ("datasets", DATASETS), ("metrics", METRICS)):
+        print(f"{title}:")
+        width = max(len(n) for n in registry.names())
+        for name in registry.names():
+            print(f"  {name:<{width}}  {registry.description(name)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.config import load_config
+    from bench.run import run
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    overrides["data_options"] = dict(args.data_option) if args.data_option else None
+    overrides.pop("data_option")
+    cfg = load_config(args.config, overrides)
+    outcome = run(cfg, command="python -m bench " + " ".join(shlex.quote(a) for a in argv))
+    table = outcome.result.table()
+    if not table.empty:
+        shown = table[["method", "direction", "metric", "value", "n", "extractor"]].to_string(index=False)
+        print(f"\n{shown}\n")
+    for name, info in outcome.result.methods.items():
+        if info["status"] != "ok":
+            print(f"{name}: {info['status']}: {info['error']}", file=sys.stderr)
+    if outcome.report:
+        print(f"report:  {outcome.report}")
+        print(f"results: {outcome.report.parent / 'results.csv'}")
+    print(f"mlflow:  {outcome.tracking_uri}")
+    return 0 if outcome.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+    from bench.results import RunResult
+
+    result = RunResult.load(args.results)
+    print(build_report(result, args.results.parent))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        if args.command == "list":
+            return cmd_list()
+        if args.command == "report":
+            return cmd_report(args)
+        return cmd_run(args, argv)
+    except (BenchError, ConfigError, UnknownNameError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Two-domain image folders: `root/{trainA,trainB,testA,testB}/` (the U-GAT-IT / Council GAN layout)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.data.images import ImageSet, SkippedFile
+from bench.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("trainA", "trainB", "testA", "testB")
+
+
+@dataclass
+class TwoDomainDataset:
+    """Train and test images of domains A and B, with what could not be read."""
+
+    name: str
+    root: Path
+    image_size: int  # resolution at which real and translated images are compared
+    sets: dict[str, ImageSet]
+    notes: list[str] = field(default_factory=list)  # warnings worth showing in the report
+
+    def split(self, split: str, domain: str) -> ImageSet:
+        return self.sets[f"{split}{domain}"]
+
+    @property
+    def skipped(self) -> list[SkippedFile]:
+        return [s for image_set in self.sets.values() for s in image_set.skipped]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "root": str(self.root),
+            "image_size": self.image_size,
+            "counts": {name: len(s) for name, s in self.sets.items()},
+            "skipped": [{"path": str(s.path), "reason": s.reason} for s in self.skipped],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: how to open it and which defaults suit it."""
+
+    name: str
+    open: Callable[[Path | None, dict[str, Any]], TwoDomainDataset]
+    default_preset: str  # the method preset a run uses unless told otherwise
+    synthetic: bool  # synthetic data may use a stand-in feature extractor by default
+
+
+def open_folder(root: Path, name: str, image_size: int, missing_help: str = "") -> TwoDomainDataset:
+    """Scan the four split folders; fail before training if any is missing or has no readable image."""
+    if not root.is_dir():
+        raise DataError(f"{name}: no dataset at {root} (expected {', '.join(SPLITS)} inside).\n{missing_help}".rstrip())
+    absent = [s for s in SPLITS if not (root / s).is_dir()]
+    if absent:
+        raise DataError(
+            f"{name}: {root} lacks the folder(s) {', '.join(absent)}; the layout is "
+            f"{root}/{{{','.join(SPLITS)}}}/ holding .jpg, .jpeg, .png or .webp files.\n{missing_help}".rstrip()
+        )
+    sets = {split: ImageSet.scan(root / split) for split in SPLITS}
+    for split, image_set in sets.items():
+        if not image_set.paths:
+            detail = f"; {len(image_set.skipped)} file(s) could not be read" if image_set.skipped else ""
+            raise DataError(f"{name}: {root / split} has no readable image{detail}.")
+        for skipped in image_set.skipped:
+            log.warning("skipping unreadable image %s (%s)", skipped.path, skipped.reason)
+    dataset = TwoDomainDataset(name, root, image_size, sets)
+    if dataset.skipped:
+        dataset.notes.append(f"{len(dataset.skipped)} unreadable file(s) skipped; see the data section of the report.")
+    return dataset
+
+
+def _open_folder(data_root: Path | None, options: dict[str, Any]) -> TwoDomainDataset:
+    if data_root is None:
+        raise DataError("the 'folder' dataset needs --data-root DIR, a folder holding trainA/ trainB/ testA/ testB/.")
+    return open_folder(Path(data_root), "folder", int(options.get("image_size", 256)))
+
+
+SELFIE2ANIME_HELP = """\
+Get selfie2anime (3,400 train and 100 test images per domain, 256x256) one of these ways, and unpack it so
+that {root}/trainA exists, or pass --data-root DIR:
+  1. The U-GAT-IT release (A = selfie, B = anime, the orientation this harness uses): the Google Drive
+     file 1xOWj1UVgp6NKMT3HbPhBbtq2A4EDkghF linked from the README of github.com/taki0112/UGATIT.
+  2. The Hugging Face dataset huggan/selfie2anime: write its imageA column (selfies) to trainA/ and testA/
+     and its imageB column (anime) to trainB/ and testB/ as PNG files.
+  3. The Council GAN copy (scripts/download.sh of github.com/Onr/Council-GAN): its A and B are SWAPPED
+     (A = anime). After unpacking rename trainA <-> trainB and testA <-> testB."""
+
+_ANIME_NAME = re.compile(r"^\d+\.png$", re.IGNORECASE)
+
+
+def _open_selfie2anime(data_root: Path | None, options: dict[str, Any]) -> TwoDomainDataset:
+    root = Path(data_root) if data_root is not None else Path("datasets") / "selfie2anime"
+    dataset = open_folder(root, "selfie2anime", 256, SELFIE2ANIME_HELP.format(root=root))
+    expected = {"trainA": 3400, "trainB": 3400, "testA": 100, "testB": 100}
+    counts = {name: len(s) + len(s.skipped) for name, s in dataset.sets.items()}
+    if counts != expected:
+        dataset.notes.append(f"file counts {counts} differ from the published split {expected}.")
+    # The U-GAT-IT release names anime images 0006.png and selfies female_222.jpg; anime-style names in
+    # trainA mean A and B are swapped (the Council GAN copy).
+    names_a = [p.name for p in dataset.sets["trainA"].paths]
+    if names_a and sum(bool(_ANIME_NAME.match(n)) for n in names_a) > 0.9 * len(names_a):
+        dataset.notes.append(
+            "trainA file names look like the anime domain (digits.png): A and B may be swapped, as in the "
+            "Council GAN copy. A must be selfies; rename trainA <-> trainB and testA <-> testB."
+        )
+    for note in dataset.notes:
+        log.warning("selfie2anime: %s", note)
+    return dataset
+
+
+FOLDER = DatasetSpec("folder", _open_folder, default_preset="paper", synthetic=False)
+SELFIE2ANIME = DatasetSpec("selfie2anime", _open_selfie2anime, default_preset="paper", synthetic=False)

@@ -1,0 +1,1 @@
+"""Evaluation: weights resolution, feature extraction, metric math and result rows, in separate modules."""

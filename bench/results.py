@@ -1,0 +1,72 @@
+"""The results document of a run: one tidy table of numbers with their provenance, plus run metadata.
+
+Reports, MLflow and regression checks read this document only, so they work on any past run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    run_id: str
+    method: str
+    preset: str
+    dataset: str
+    direction: str  # a2b or b2a
+    metric: str
+    value: float  # raw scale (KID is not multiplied by 100 here)
+    n: int  # translated images compared
+    n_ref: int  # real reference images
+    reference: str  # the real set, e.g. testB
+    extractor: str  # feature extractor id, "(non-standard extractor)" appended when not standard
+    weights_sha256: str
+    preprocessing: str
+    protocol: str
+    standard: bool  # True only with the published extractor weights
+    seed: int
+
+
+COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    created: str
+    command: str
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    dataset: dict[str, Any]
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method: preset, params, training, status
+    rows: list[ResultRow] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([dataclasses.asdict(r) for r in self.rows], columns=COLUMNS)
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "results.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=1, default=str))
+        tmp.replace(path)
+        self.table().to_csv(directory / "results.csv", index=False)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> RunResult:
+        data = json.loads(Path(path).read_text())
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"{path} has results schema {data.get('schema_version')}, this version reads {SCHEMA_VERSION}")
+        data["rows"] = [ResultRow(**row) for row in data["rows"]]
+        return cls(**data)

@@ -1,0 +1,208 @@
+"""`bench run`: for each method, train (or resume), translate the test set, evaluate, track; then report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from bench.config import RunConfig
+from bench.data.folder import DatasetSpec, TwoDomainDataset
+from bench.errors import BenchError
+from bench.evaluate.evaluator import Evaluator
+from bench.evaluate.extract import InceptionFeatures
+from bench.evaluate.metrics import MetricOptions
+from bench.evaluate.weights import resolve_inception
+from bench.registry import DATASETS, METHODS, METRICS
+from bench.report import build_report
+from bench.results import RunResult
+from bench.track import MlflowTracker, NullTracker, Tracker
+from bench.train import Checkpointer, TrainPlan, TrainResult, default_total_steps, train
+from methods.base import Method
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("torch", "torchvision", "torch-fidelity", "lpips", "accelerate", "mlflow", "numpy", "pillow", "pandas")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: RunResult
+    report: Path | None
+    tracking_uri: str
+
+    @property
+    def ok(self) -> bool:
+        return all(info["status"] == "ok" for info in self.result.methods.values())
+
+
+def new_run_id(dataset: str) -> str:
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{dataset}-{secrets.token_hex(2)}"
+
+
+def environment(accelerator: Accelerator) -> dict[str, Any]:
+    """What a reader needs to reproduce the numbers: versions, commit, hardware."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        git = f"{commit}{' (uncommitted changes)' if dirty else ''}" if commit else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        git = "unknown"
+    cpu = platform.processor() or "unknown"
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "i2i-bench git commit": git,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": f"{cpu} ({os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads)",
+        "gpus": ", ".join(gpus) or "none",
+        "device": str(accelerator.device),
+        "processes": accelerator.num_processes,
+        **{f"version {k}": v for k, v in versions.items()},
+    }
+
+
+def find_resumable(work_dir: Path, method: str, fingerprint: dict[str, Any]) -> Path | None:
+    """The newest checkpoint of an earlier run of `method` with exactly this configuration."""
+    candidates = sorted(work_dir.glob(f"*/{method}/fingerprint.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for sidecar in candidates:
+        latest = Checkpointer(sidecar.parent / "checkpoints").latest()
+        if latest is None:
+            continue
+        previous = json.loads(sidecar.read_text())
+        if previous == fingerprint:
+            return latest
+        differs = sorted(k for k in fingerprint.keys() | previous.keys() if fingerprint.get(k) != previous.get(k))
+        log.info("%s: not resuming %s, its configuration differs in %s", method, latest, ", ".join(differs))
+    return None
+
+
+def _resolve_methods(cfg: RunConfig, preset: str) -> list[tuple[str, type[Method], Any]]:
+    """Look up every method and build its config before any data is touched, so typos fail fast."""
+    names = list(cfg.methods) or METHODS.names()
+    resolved = []
+    for name in names:
+        cls = METHODS.get(name)
+        overrides = {"batch_size": cfg.batch_size} if cfg.batch_size else {}
+        resolved.append((name, cls, cls.Config.preset(preset, **overrides)))
+    return resolved
+
+
+def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = None) -> Outcome:
+    spec: DatasetSpec = DATASETS.get(cfg.dataset)
+    preset = cfg.preset or spec.default_preset
+    plan_methods = _resolve_methods(cfg, preset)
+    metrics = [METRICS.get(name) for name in cfg.metrics]
+    accelerator = Accelerator()
+    with accelerator.main_process_first():
+        data: TwoDomainDataset = spec.open(Path(cfg.data_root) if cfg.data_root else None, dict(cfg.data_options))
+    allow_standin = spec.synthetic if cfg.allow_standin is None else cfg.allow_standin
+    weights = resolve_inception(cfg.inception_weights, allow_standin)  # before training: fail fast
+    main = accelerator.is_main_process
+    tracker = tracker if tracker is not None else (MlflowTracker() if cfg.track and main else NullTracker())
+    run_id = new_run_id(cfg.dataset)
+    result = RunResult(
+        run_id=run_id,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        command=command,
+        config={**cfg.to_dict(), "preset": preset, "allow_standin": allow_standin},
+        environment=environment(accelerator),
+        dataset=data.summary(),
+    )
+    evaluator = Evaluator(
+        data,
+        InceptionFeatures(weights, accelerator.device),
+        metrics,
+        MetricOptions(cfg.kid_subset_size, cfg.kid_subsets, cfg.seed),
+        batch_size=cfg.eval_batch_size,
+        limit=cfg.eval_limit,
+    )
+    tracked_runs = {}
+    for name, cls, method_cfg in plan_methods:
+        set_seed(cfg.seed)  # weight initialisation draws from the global generators
+        method = cls(method_cfg)
+        total = cfg.steps or default_total_steps(method, data, method_cfg.batch_size)
+        fingerprint = {
+            "method": name, "config": method_cfg.to_dict(), "dataset": data.name, "data_root": str(data.root.resolve()),
+            "counts": data.summary()["counts"], "seed": cfg.seed, "total_steps": total, "processes": accelerator.num_processes,
+        }
+        resume_from = find_resumable(Path(cfg.work_dir), name, fingerprint) if cfg.resume else None
+        if cfg.resume and resume_from is None:
+            log.info("%s: no checkpoint of this configuration to resume; starting at step 0", name)
+        run_dir = Path(cfg.work_dir) / run_id / name
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
+        tracked = tracker.start_run(
+            f"{name}-{data.name}-seed{cfg.seed}",
+            params={"run": result.config, "method": method_cfg.to_dict(), "total_steps": total},
+            tags={"bench_run_id": run_id, "method": name, "dataset": data.name, "preset": preset,
+                  "seed": str(cfg.seed), "extractor": weights.label, "standard": str(weights.standard).lower(),
+                  "resumed_from": str(resume_from or "")},
+        )
+        info: dict[str, Any] = {
+            "preset": preset, "config": method_cfg.to_dict(), "parameters": method.parameter_counts(),
+            "status": "running", "error": None, "train": None, "sample_grid": None, "mlflow_run_id": tracked.run_id or None,
+        }
+        result.methods[name] = info
+        plan = TrainPlan(total, method_cfg.batch_size, cfg.seed, cfg.checkpoint_every, cfg.sample_every, cfg.log_every, cfg.workers)
+        try:
+            trained: TrainResult = train(
+                method, data, plan, run_dir, accelerator, fingerprint, resume_from,
+                on_losses=lambda step, losses, t=tracked: t.log_metrics({f"train/{k}": v for k, v in losses.items()}, step),
+                on_sample=lambda step, path, t=tracked: t.log_artifact(path, "samples"),
+            )
+            info["train"] = {"steps": trained.steps, "resumed_from": trained.resumed_from, "seconds": trained.seconds,
+                             "checkpoint": str(trained.checkpoint), "last_losses": trained.last_losses}
+            info["sample_grid"] = str(trained.sample_grid) if trained.sample_grid else None
+            accelerator.wait_for_everyone()
+            if main:
+                started = time.perf_counter()
+                rows = evaluator.evaluate(method, run_id, preset, cfg.seed)
+                info["eval_seconds"] = time.perf_counter() - started
+                result.rows += rows
+                suffix = "" if weights.standard else "_nonstandard"  # keeps stand-in numbers apart in MLflow
+                tracked.log_metrics({f"{r.metric}_{r.direction}{suffix}": r.value for r in rows})
+            info["status"] = "ok"
+        except BenchError as error:  # a diverged method does not cost the others their results
+            info["status"], info["error"] = "failed", str(error)
+            log.error("%s", error)
+        finally:
+            tracked.finish(failed=info["status"] != "ok")
+            tracked_runs[name] = tracked
+        del method
+    report = None
+    if main:
+        out_dir = Path(cfg.reports_dir) / run_id
+        result.save(out_dir)
+        report = build_report(result, out_dir)
+        for tracked in tracked_runs.values():
+            for path in (out_dir / "results.json", out_dir / "results.csv", report):
+                tracked.log_artifact(path)
+    return Outcome(result, report, getattr(tracker, "uri", "none"))

@@ -1,0 +1,220 @@
+"""The one training loop for every method, on Hugging Face Accelerate, with atomic checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+from tqdm.auto import tqdm
+
+from bench.data.folder import TwoDomainDataset
+from bench.data.images import float_to_uint8, uint8_to_float
+from bench.data.loader import Augment, training_batches
+from bench.errors import BenchError
+from methods.base import Batch, Method
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+SAMPLE_SEED = 1234  # styles of the sample grids: the same at every step, so grids are comparable
+
+
+class TrainingDiverged(BenchError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    total_steps: int
+    batch_size: int
+    seed: int
+    checkpoint_every: int
+    sample_every: int
+    log_every: int
+    workers: int = 0
+    samples_per_domain: int = 4  # test images shown in each sample grid
+
+
+@dataclass
+class TrainResult:
+    steps: int  # steps completed, counting resumed ones
+    resumed_from: int  # 0 when the run started fresh
+    seconds: float  # wall time of this process's training, resumed part excluded
+    last_losses: dict[str, float] = field(default_factory=dict)
+    sample_grid: Path | None = None
+    checkpoint: Path | None = None
+
+
+def default_total_steps(method: Method, data: TwoDomainDataset, batch_size: int) -> int:
+    """The preset's epochs, where one epoch is max(|trainA|, |trainB|) samples (the official loaders)."""
+    per_epoch = max(len(data.split("train", "A")), len(data.split("train", "B"))) / batch_size
+    return max(1, math.ceil(method.config.epochs * per_epoch))
+
+
+class Checkpointer:
+    """Writes `step_XXXXXXX.pt` files atomically (temporary file, then rename) and keeps the newest few."""
+
+    def __init__(self, directory: Path, keep: int = 2) -> None:
+        self.directory, self.keep = directory, keep
+
+    def save(self, payload: dict[str, Any]) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"step_{payload['step']:07d}.pt"
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # a crash leaves either the old file set or the complete new one
+        for old in self.all()[: -self.keep]:
+            old.unlink()
+        return path
+
+    def all(self) -> list[Path]:
+        return sorted(self.directory.glob("step_*.pt")) if self.directory.is_dir() else []
+
+    def latest(self) -> Path | None:
+        files = self.all()
+        return files[-1] if files else None
+
+    @staticmethod
+    def load(path: Path) -> dict[str, Any]:
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def checkpoint_payload(method: Method, step: int, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "step": step,
+        "method": method.name,
+        "fingerprint": json.dumps(fingerprint, sort_keys=True),
+        "networks": method.network_state(),
+        "optimizers": {name: opt.state_dict() for name, opt in method.optimizers().items()},
+        "train_state": method.train_state(),
+        "rng": rng,
+    }
+
+
+def restore(method: Method, payload: dict[str, Any]) -> int:
+    """Load a checkpoint written by `checkpoint_payload`; returns the number of completed steps."""
+    method.load_network_state(payload["networks"])
+    for name, optimizer in method.optimizers().items():
+        optimizer.load_state_dict(payload["optimizers"][name])
+    method.load_train_state(payload["train_state"])
+    torch.set_rng_state(payload["rng"]["torch"])
+    if "cuda" in payload["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+    return int(payload["step"])
+
+
+@torch.no_grad()
+def sample_grid(method: Method, inputs_a: torch.Tensor, inputs_b: torch.Tensor, device: torch.device) -> Image.Image:
+    """Rows: A inputs, their A->B translations, B inputs, their B->A translations (uint8 inputs)."""
+    was_training = method.training
+    method.eval()
+    rows = []
+    for direction, inputs in (("a2b", inputs_a), ("b2a", inputs_b)):
+        x = uint8_to_float(inputs).to(device)
+        generator = torch.Generator(device=device).manual_seed(SAMPLE_SEED)
+        y = method.translate(x, direction, generator=generator)  # type: ignore[arg-type]
+        rows += [inputs, float_to_uint8(y).cpu()]
+    method.train(was_training)
+    grid = make_grid(torch.cat(rows), nrow=len(inputs_a), padding=2, pad_value=255)
+    return Image.fromarray(grid.permute(1, 2, 0).numpy())
+
+
+def train(
+    method: Method,
+    data: TwoDomainDataset,
+    plan: TrainPlan,
+    run_dir: Path,
+    accelerator: Any,
+    fingerprint: dict[str, Any],
+    resume_from: Path | None = None,
+    on_losses: Callable[[int, dict[str, float]], None] | None = None,
+    on_sample: Callable[[int, Path], None] | None = None,
+) -> TrainResult:
+    """Train `method` for `plan.total_steps` steps, writing checkpoints and sample grids under `run_dir`.
+
+    `on_losses(step, losses)` receives every step's losses; `on_sample(step, path)` every sample grid.
+    """
+    checkpointer = Checkpointer(run_dir / "checkpoints")
+    method.optimizers()  # created before restore so their states can be loaded
+    start = restore(method, Checkpointer.load(resume_from)) if resume_from else 0
+    if resume_from:
+        log.info("%s: resumed from %s at step %d", method.name, resume_from, start)
+    method.prepare(accelerator)
+    method.train()
+    size = method.config.image_size
+    grid_a = data.split("test", "A").load_all(size, plan.samples_per_domain)
+    grid_b = data.split("test", "B").load_all(size, plan.samples_per_domain)
+    augment = Augment(method.config.load_size, method.config.image_size, method.config.flip)
+    batches = training_batches(
+        data.split("train", "A"),
+        data.split("train", "B"),
+        augment,
+        plan.batch_size,
+        plan.seed,
+        start,
+        plan.total_steps,
+        workers=plan.workers,
+        rank=accelerator.process_index,
+        world=accelerator.num_processes,
+    )
+    result = TrainResult(steps=start, resumed_from=start, seconds=0.0)
+
+    def write_samples(done: int) -> Path:
+        path = run_dir / "samples" / f"step_{done:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sample_grid(method, grid_a, grid_b, accelerator.device).save(path)
+        if on_sample is not None:
+            on_sample(done, path)
+        return path
+
+    started = time.perf_counter()
+    progress = tqdm(
+        total=plan.total_steps, initial=start, desc=f"train {method.name}", unit="step",
+        disable=not accelerator.is_main_process, dynamic_ncols=True,
+    )
+    for step, batch in enumerate(batches, start):
+        method.set_learning_rates(step, plan.total_steps)
+        batch = Batch(batch.a.to(accelerator.device), batch.b.to(accelerator.device))
+        losses = method.train_step(batch, step, accelerator)
+        bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+        if bad:
+            last = checkpointer.latest()
+            raise TrainingDiverged(
+                f"{method.name}: non-finite loss at step {step}: {bad}. "
+                f"Last checkpoint: {last or 'none'}. Try another --seed or a smaller learning rate."
+            )
+        done = step + 1
+        result.steps, result.last_losses = done, losses
+        if on_losses is not None:
+            on_losses(step, losses)
+        progress.update(1)
+        if step % plan.log_every == 0:
+            progress.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]})
+        if accelerator.is_main_process and (done % plan.sample_every == 0 or done == plan.total_steps):
+            result.sample_grid = write_samples(done)
+        if done % plan.checkpoint_every == 0 or done == plan.total_steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                result.checkpoint = checkpointer.save(checkpoint_payload(method, done, fingerprint))
+    progress.close()
+    result.seconds = time.perf_counter() - started
+    if result.checkpoint is None:  # nothing left to train: the resumed checkpoint is the final one
+        result.checkpoint = resume_from
+    if result.sample_grid is None and accelerator.is_main_process:
+        result.sample_grid = write_samples(result.steps)
+    method.eval()
+    return result

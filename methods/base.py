@@ -1,0 +1,226 @@
+"""The method interface every translation model implements.
+
+Images cross every boundary of this interface as float tensors of shape (N, 3, H, W), RGB, in [-1, 1].
+Every source of randomness is an explicit `torch.Generator`, so a seed reproduces a run.
+
+This module imports only torch and the standard library: `methods` never imports the harness.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+Direction = Literal["a2b", "b2a"]
+DIRECTIONS: tuple[Direction, ...] = ("a2b", "b2a")
+
+
+class ConfigError(ValueError):
+    """A configuration names an unknown key, preset or an invalid value."""
+
+
+T = TypeVar("T")
+
+
+def strict_from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """Instantiate dataclass `cls` from plain values (JSON, YAML, CLI); unknown keys raise."""
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"{cls.__name__} has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(fields))}")
+    # JSON and YAML give lists where the dataclass holds tuples.
+    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**converted)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method's frozen config. Field defaults are the paper's settings.
+
+    Subclasses list their presets in `PRESETS` as overrides of the defaults; `paper` is always the
+    defaults themselves.
+    """
+
+    image_size: int = 256  # side of the square training crop and of translated outputs
+    load_size: int = 256  # images are resized to this before the random crop
+    flip: bool = True  # random horizontal flip during training
+    batch_size: int = 1
+    epochs: float = 200.0  # training length; one epoch = max(len(trainA), len(trainB)) / batch_size steps
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> Self:
+        if name not in cls.PRESETS:
+            raise ConfigError(f"{cls.__name__} has no preset {name!r}; presets: {', '.join(cls.PRESETS)}")
+        return cls.from_dict({**cls.PRESETS[name], **overrides})
+
+    @classmethod
+    def paper(cls) -> Self:
+        return cls.preset("paper")
+
+    @classmethod
+    def tiny(cls) -> Self:
+        return cls.preset("tiny")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        """Build from plain values; unknown keys raise instead of being ignored."""
+        return strict_from_dict(cls, values)
+
+    def replace(self, **overrides: Any) -> Self:
+        return type(self).from_dict({**self.to_dict(), **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One unpaired training batch: images of domain A and of domain B, each (N, 3, H, W) in [-1, 1]."""
+
+    a: Tensor
+    b: Tensor
+
+
+class Method(nn.Module, ABC):
+    """A two-domain image-to-image translation model.
+
+    Subclasses set the class attributes, build their networks in `__init__(config)` and implement the
+    abstract methods. A subclass is registered by one line in `methods/__init__.py`.
+    """
+
+    name: ClassVar[str]
+    multimodal: ClassVar[bool] = False  # True when translate() draws a style per output
+    Config: ClassVar[type[MethodConfig]]
+    networks: ClassVar[tuple[str, ...]]  # attribute names of the sub-networks; trainable ones get wrapped
+
+    def __init__(self, config: MethodConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.Config):
+            raise ConfigError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+        self._optimizers: dict[str, torch.optim.Optimizer] | None = None
+
+    @classmethod
+    def from_preset(cls, preset: str = "paper", **overrides: Any) -> Self:
+        return cls(cls.Config.preset(preset, **overrides))
+
+    # -- training ---------------------------------------------------------------------------------
+    @abstractmethod
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Create this method's optimisers with the paper's learning rates (called once)."""
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if self._optimizers is None:
+            self._optimizers = self.build_optimizers()
+            for optimizer in self._optimizers.values():
+                for group in optimizer.param_groups:
+                    group.setdefault("initial_lr", group["lr"])
+        return self._optimizers
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        """Learning-rate multiplier at `step` of `total_steps`: a pure function of the step."""
+        return 1.0
+
+    def set_learning_rates(self, step: int, total_steps: int) -> None:
+        factor = self.lr_factor(step, total_steps)
+        for optimizer in self.optimizers().values():
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+
+    def prepare(self, accelerator: Any) -> None:
+        """Hand trainable networks and optimisers to an `accelerate.Accelerator` (DDP on many GPUs)."""
+        for attr in self.networks:
+            network = getattr(self, attr)
+            if any(p.requires_grad for p in network.parameters()):
+                setattr(self, attr, accelerator.prepare_model(network))
+            else:
+                network.to(accelerator.device)
+        self._optimizers = {name: accelerator.prepare_optimizer(opt) for name, opt in self.optimizers().items()}
+
+    @abstractmethod
+    def train_step(self, batch: Batch, step: int, accelerator: Any) -> dict[str, float]:
+        """One update of every network on `batch`; returns the named loss values."""
+
+    def train_state(self) -> dict[str, Tensor]:
+        """Tensors besides network weights and optimiser states that a resumed run needs."""
+        return {}
+
+    def load_train_state(self, state: dict[str, Tensor]) -> None:
+        """Restore what `train_state` returned."""
+
+    def network_state(self) -> dict[str, dict[str, Tensor]]:
+        """The state_dict of every sub-network, unwrapped from any DDP wrapper."""
+        return {attr: unwrap(getattr(self, attr)).state_dict() for attr in self.networks}
+
+    def load_network_state(self, state: dict[str, dict[str, Tensor]]) -> None:
+        for attr in self.networks:
+            unwrap(getattr(self, attr)).load_state_dict(state[attr])
+
+    # -- inference --------------------------------------------------------------------------------
+    @abstractmethod
+    def translate(
+        self,
+        x: Tensor,
+        direction: Direction = "a2b",
+        *,
+        style: Tensor | None = None,
+        reference: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Translate `x` (N, 3, H, W) in [-1, 1] to the other domain; returns (N, 3, H, W) in [-1, 1].
+
+        Multimodal methods use `style` (from `sample_style`), else the style of `reference` images of
+        the target domain, else a style drawn from `generator`. Unimodal methods ignore all three.
+        """
+
+    def sample_style(self, n: int, direction: Direction, generator: torch.Generator | None = None) -> Tensor | None:
+        """Draw `n` style codes for `direction`; None for unimodal methods."""
+        return None
+
+    @abstractmethod
+    def load_official(self, path: str) -> None:
+        """Load a checkpoint released by the method's authors, in their file layout."""
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {attr: sum(p.numel() for p in unwrap(getattr(self, attr)).parameters()) for attr in self.networks}
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel (or similar) wrapper, else the module itself."""
+    return getattr(module, "module", module)
+
+
+def check_direction(direction: str) -> Direction:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    return direction  # type: ignore[return-value]
+
+
+def load_state_dict_checked(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """`load_state_dict(strict=True)` with an error that names what differs instead of a shape dump."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if items:
+                more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+                parts.append(f"{len(items)} {label}: {'; '.join(items[:3])}{more}")
+        raise ValueError(
+            f"{source} does not fit {type(module).__name__} as configured ({' | '.join(parts)}). "
+            "Check that the preset matches the checkpoint (image size, channels, blocks)."
+        )
+    module.load_state_dict(state, strict=True)
