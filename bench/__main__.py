@@ -38,24 +38,39 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", type=_csv, help=f"comma-separated methods (default: all: {','.join(METHODS.names())})")
     p.add_argument("--dataset", help=f"one of {', '.join(DATASETS.names())} (default: toyfaces)")
     p.add_argument("--data-root", help="dataset folder (selfie2anime: datasets/selfie2anime; toyfaces: parent folder)")
-    p.add_argument("--data-option", action="append", type=_key_value, metavar="KEY=VALUE",
-                   help="dataset option, repeatable (toyfaces: size, n_train, n_test, seed)")
+    p.add_argument(
+        "--data-option",
+        action="append",
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="dataset option, repeatable (toyfaces: size, n_train, n_test, seed)",
+    )
     p.add_argument("--preset", help="method preset (default: tiny for toyfaces, paper for real data)")
     p.add_argument("--steps", type=int, help="training steps (default: the preset's epochs)")
     p.add_argument("--batch-size", type=int, help="training batch size (default: the preset's)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--resume", action="store_true", default=None,
-                   help="continue from the last checkpoint of an earlier run with the same configuration")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue from the last checkpoint of an earlier run with the same configuration",
+    )
     p.add_argument("--work-dir", help="where checkpoints and sample grids go (default: runs)")
     p.add_argument("--reports-dir", help="where reports go (default: reports)")
     p.add_argument("--checkpoint-every", type=int, metavar="N")
     p.add_argument("--sample-every", type=int, metavar="N")
     p.add_argument("--log-every", type=int, metavar="N")
     p.add_argument("--workers", type=int, help="data-loading processes (default: 0)")
-    p.add_argument("--metrics", type=_csv, help=f"comma-separated metrics (default: fid,kid; known: {','.join(METRICS.names())})")
+    p.add_argument(
+        "--metrics", type=_csv, help=f"comma-separated metrics (default: fid,kid; known: {','.join(METRICS.names())})"
+    )
     p.add_argument("--inception-weights", metavar="PATH", help="torch-fidelity InceptionV3 weights file for FID/KID")
-    p.add_argument("--allow-standin", action=argparse.BooleanOptionalAction, default=None,
-                   help="without the standard Inception weights, use a labelled stand-in (default: only for toyfaces)")
+    p.add_argument(
+        "--allow-standin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="without the standard Inception weights, use a labelled stand-in (default: only for toyfaces)",
+    )
     p.add_argument("--eval-batch-size", type=int)
     p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate only the first N test images per direction")
     p.add_argument("--kid-subset-size", type=int)

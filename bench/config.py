@@ -31,7 +31,9 @@ class RunConfig:
     workers: int = 0  # data-loading processes
     metrics: tuple[str, ...] = ("fid", "kid")
     inception_weights: str | None = None  # path to the torch-fidelity InceptionV3 weights
-    allow_standin: bool | None = None  # use a non-standard extractor if no standard weights; default: synthetic data only
+    allow_standin: bool | None = (
+        None  # use a non-standard extractor if no standard weights; default: synthetic data only
+    )
     eval_batch_size: int = 50
     eval_limit: int | None = None  # translate only the first N test images per direction (smoke runs)
     kid_subset_size: int | None = None  # default: min(1000, n // 2), so subsets differ at n = 100

@@ -81,8 +81,14 @@ for _name, (_target, _description) in methods.CATALOGUE.items():
     METHODS.register(_name, _target, _description)
 
 DATASETS.register("folder", "bench.data.folder:FOLDER", "any root holding trainA/ trainB/ testA/ testB/ images")
-DATASETS.register("selfie2anime", "bench.data.folder:SELFIE2ANIME", "U-GAT-IT selfie2anime (A selfie, B anime), 256x256")
-DATASETS.register("toyfaces", "bench.data.toyfaces:TOYFACES", "synthetic photo-like vs anime-like faces with known factors")
+DATASETS.register(
+    "selfie2anime", "bench.data.folder:SELFIE2ANIME", "U-GAT-IT selfie2anime (A selfie, B anime), 256x256"
+)
+DATASETS.register(
+    "toyfaces", "bench.data.toyfaces:TOYFACES", "synthetic photo-like vs anime-like faces with known factors"
+)
 
 METRICS.register("fid", "bench.evaluate.metrics:FID", "Frechet Inception Distance (torch-fidelity), lower is better")
-METRICS.register("kid", "bench.evaluate.metrics:KID", "Kernel Inception Distance, raw (x100 in reports), lower is better")
+METRICS.register(
+    "kid", "bench.evaluate.metrics:KID", "Kernel Inception Distance, raw (x100 in reports), lower is better"
+)

@@ -67,6 +67,8 @@ class RunResult:
     def load(cls, path: Path) -> RunResult:
         data = json.loads(Path(path).read_text())
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"{path} has results schema {data.get('schema_version')}, this version reads {SCHEMA_VERSION}")
+            raise ValueError(
+                f"{path} has results schema {data.get('schema_version')}, this version reads {SCHEMA_VERSION}"
+            )
         data["rows"] = [ResultRow(**row) for row in data["rows"]]
         return cls(**data)

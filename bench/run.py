@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -64,8 +64,12 @@ def environment(accelerator: Accelerator) -> dict[str, Any]:
             versions[package] = "not installed"
     root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         git = f"{commit}{' (uncommitted changes)' if dirty else ''}" if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
         git = "unknown"
@@ -129,7 +133,7 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
     run_id = new_run_id(cfg.dataset)
     result = RunResult(
         run_id=run_id,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
         command=command,
         config={**cfg.to_dict(), "preset": preset, "allow_standin": allow_standin},
         environment=environment(accelerator),
@@ -149,8 +153,14 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
         method = cls(method_cfg)
         total = cfg.steps or default_total_steps(method, data, method_cfg.batch_size)
         fingerprint = {
-            "method": name, "config": method_cfg.to_dict(), "dataset": data.name, "data_root": str(data.root.resolve()),
-            "counts": data.summary()["counts"], "seed": cfg.seed, "total_steps": total, "processes": accelerator.num_processes,
+            "method": name,
+            "config": method_cfg.to_dict(),
+            "dataset": data.name,
+            "data_root": str(data.root.resolve()),
+            "counts": data.summary()["counts"],
+            "seed": cfg.seed,
+            "total_steps": total,
+            "processes": accelerator.num_processes,
         }
         resume_from = find_resumable(Path(cfg.work_dir), name, fingerprint) if cfg.resume else None
         if cfg.resume and resume_from is None:
@@ -162,24 +172,52 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
         tracked = tracker.start_run(
             f"{name}-{data.name}-seed{cfg.seed}",
             params={"run": result.config, "method": method_cfg.to_dict(), "total_steps": total},
-            tags={"bench_run_id": run_id, "method": name, "dataset": data.name, "preset": preset,
-                  "seed": str(cfg.seed), "extractor": weights.label, "standard": str(weights.standard).lower(),
-                  "resumed_from": str(resume_from or "")},
+            tags={
+                "bench_run_id": run_id,
+                "method": name,
+                "dataset": data.name,
+                "preset": preset,
+                "seed": str(cfg.seed),
+                "extractor": weights.label,
+                "standard": str(weights.standard).lower(),
+                "resumed_from": str(resume_from or ""),
+            },
         )
         info: dict[str, Any] = {
-            "preset": preset, "config": method_cfg.to_dict(), "parameters": method.parameter_counts(),
-            "status": "running", "error": None, "train": None, "sample_grid": None, "mlflow_run_id": tracked.run_id or None,
+            "preset": preset,
+            "config": method_cfg.to_dict(),
+            "parameters": method.parameter_counts(),
+            "status": "running",
+            "error": None,
+            "train": None,
+            "sample_grid": None,
+            "mlflow_run_id": tracked.run_id or None,
         }
         result.methods[name] = info
-        plan = TrainPlan(total, method_cfg.batch_size, cfg.seed, cfg.checkpoint_every, cfg.sample_every, cfg.log_every, cfg.workers)
+        plan = TrainPlan(
+            total, method_cfg.batch_size, cfg.seed, cfg.checkpoint_every, cfg.sample_every, cfg.log_every, cfg.workers
+        )
         try:
             trained: TrainResult = train(
-                method, data, plan, run_dir, accelerator, fingerprint, resume_from,
-                on_losses=lambda step, losses, t=tracked: t.log_metrics({f"train/{k}": v for k, v in losses.items()}, step),
+                method,
+                data,
+                plan,
+                run_dir,
+                accelerator,
+                fingerprint,
+                resume_from,
+                on_losses=lambda step, losses, t=tracked: t.log_metrics(
+                    {f"train/{k}": v for k, v in losses.items()}, step
+                ),
                 on_sample=lambda step, path, t=tracked: t.log_artifact(path, "samples"),
             )
-            info["train"] = {"steps": trained.steps, "resumed_from": trained.resumed_from, "seconds": trained.seconds,
-                             "checkpoint": str(trained.checkpoint), "last_losses": trained.last_losses}
+            info["train"] = {
+                "steps": trained.steps,
+                "resumed_from": trained.resumed_from,
+                "seconds": trained.seconds,
+                "checkpoint": str(trained.checkpoint),
+                "last_losses": trained.last_losses,
+            }
             info["sample_grid"] = str(trained.sample_grid) if trained.sample_grid else None
             accelerator.wait_for_everyone()
             if main:

@@ -183,8 +183,12 @@ def train(
 
     started = time.perf_counter()
     progress = tqdm(
-        total=plan.total_steps, initial=start, desc=f"train {method.name}", unit="step",
-        disable=not accelerator.is_main_process, dynamic_ncols=True,
+        total=plan.total_steps,
+        initial=start,
+        desc=f"train {method.name}",
+        unit="step",
+        disable=not accelerator.is_main_process,
+        dynamic_ncols=True,
     )
     for step, batch in enumerate(batches, start):
         method.set_learning_rates(step, plan.total_steps)

@@ -299,7 +299,9 @@ class CycleGAN(Method):
 
         source = Path(path)
         if source.is_dir():
-            found = {n: source / f"latest_net_{n}.pth" for n in self.networks if (source / f"latest_net_{n}.pth").exists()}
+            found = {
+                n: source / f"latest_net_{n}.pth" for n in self.networks if (source / f"latest_net_{n}.pth").exists()
+            }
             if not found:
                 raise FileNotFoundError(f"{source} holds no latest_net_{{G_A,G_B,D_A,D_B}}.pth file")
             for attr, file in found.items():

@@ -34,9 +34,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
             scale = 255.0 / 65535.0
         gray = np.clip(np.nan_to_num(values * scale), 0, 255).round().astype(np.uint8)
         return Image.fromarray(gray, mode="L").convert("RGB")
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        image.mode == "P" and "transparency" in image.info
-    )
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info)
     if has_alpha:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -67,7 +67,15 @@ class StepSampler(Sampler[list[SampleKey]]):
     """
 
     def __init__(
-        self, n_a: int, n_b: int, batch_size: int, seed: int, start_step: int, total_steps: int, rank: int = 0, world: int = 1
+        self,
+        n_a: int,
+        n_b: int,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        total_steps: int,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.n_a, self.n_b, self.batch_size, self.seed = n_a, n_b, batch_size, seed
         self.start_step, self.total_steps, self.rank, self.world = start_step, total_steps, rank, world
@@ -78,7 +86,9 @@ class StepSampler(Sampler[list[SampleKey]]):
         key = (domain, epoch)
         if key not in self._cache:
             self._cache = {k2: v for k2, v in self._cache.items() if k2[0] != domain}  # keep one epoch per domain
-            self._cache[key] = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(self.seed, domain, epoch)))
+            self._cache[key] = torch.randperm(
+                n, generator=torch.Generator().manual_seed(mix_seed(self.seed, domain, epoch))
+            )
         return int(self._cache[key][k % n])
 
     def __len__(self) -> int:

@@ -28,7 +28,7 @@ from bench.data.folder import DatasetSpec, TwoDomainDataset, open_folder
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump when rendering changes, so stale generated folders are not reused
+GENERATOR_VERSION = 2  # bump when rendering changes, so stale generated folders are not reused
 Domain = Literal["A", "B"]
 Point = tuple[float, float]
 
@@ -132,7 +132,9 @@ def _palette(f: FaceFactors, domain: Domain) -> _Palette:
 
 
 # -- geometry in face coordinates: origin at the face centre, unit = half the face height, y down --
-def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float = 0.0, end: float = 360.0, n: int = 40) -> list[Point]:
+def _ellipse(
+    cx: float, cy: float, rx: float, ry: float, start: float = 0.0, end: float = 360.0, n: int = 40
+) -> list[Point]:
     angles = np.radians(np.linspace(start, end, n))
     return [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in angles]
 
@@ -153,7 +155,9 @@ class _Canvas:
         u, (ox, oy) = self.unit, self.centre
         return [(ox + u * (x * self.cos - y * self.sin), oy + u * (x * self.sin + y * self.cos)) for x, y in points]
 
-    def polygon(self, points: list[Point], fill: Colour | None, outline: Colour | None = None, width: float = 0.0) -> None:
+    def polygon(
+        self, points: list[Point], fill: Colour | None, outline: Colour | None = None, width: float = 0.0
+    ) -> None:
         pixels = self.to_pixels(points)
         if fill is not None:
             self.draw.polygon(pixels, fill=fill)
@@ -174,7 +178,9 @@ FACE = (0.0, 0.05, 0.68, 0.9)  # centre x, centre y, radius x, radius y
 EYE_X, EYE_Y, MOUTH_Y = 0.3, -0.05, 0.47
 
 
-def render_face(f: FaceFactors, domain: Domain, size: int = 64, noise_seed: int = 0, supersample: int = 4) -> Image.Image:
+def render_face(
+    f: FaceFactors, domain: Domain, size: int = 64, noise_seed: int = 0, supersample: int = 4
+) -> Image.Image:
     """Render `f` in `domain` as a (size x size) RGB image; a pure function of its arguments."""
     if domain not in ("A", "B"):
         raise ValueError(f"domain must be 'A' or 'B', got {domain!r}")
@@ -188,7 +194,15 @@ def render_face(f: FaceFactors, domain: Domain, size: int = 64, noise_seed: int 
     # Background: a flat colour with a halo (anime) or a vertical gradient (photo).
     if anime:
         c.draw.rectangle([0, 0, big, big], fill=p.background)
-        c.draw.ellipse([c.centre[0] - 1.4 * c.unit, c.centre[1] - 1.4 * c.unit, c.centre[0] + 1.4 * c.unit, c.centre[1] + 1.4 * c.unit], fill=p.background_2)
+        c.draw.ellipse(
+            [
+                c.centre[0] - 1.4 * c.unit,
+                c.centre[1] - 1.4 * c.unit,
+                c.centre[0] + 1.4 * c.unit,
+                c.centre[1] + 1.4 * c.unit,
+            ],
+            fill=p.background_2,
+        )
     else:
         t = np.linspace(0, 1, big)[:, None, None]
         gradient = (1 - t) * np.array(p.background) + t * np.array(p.background_2)
@@ -233,10 +247,10 @@ def render_face(f: FaceFactors, domain: Domain, size: int = 64, noise_seed: int 
 
     m = f.mouth_open
     if anime:
-        if m < 0.2:
-            c.line(_ellipse(0.0, MOUTH_Y - 0.06, 0.12, 0.07, 30, 150, n=10), ink, 0.03)
-        else:
-            c.polygon(_ellipse(0.0, MOUTH_Y - 0.04, 0.14, 0.04 + 0.16 * m, 0, 180, n=16), (120, 20, 40), ink, 0.03)
+        # A D-shaped mouth whose depth follows the opening continuously (a line when nearly closed).
+        c.polygon(
+            _ellipse(0.0, MOUTH_Y - 0.04, 0.08 + 0.06 * m, 0.01 + 0.17 * m, 0, 180, n=16), (120, 20, 40), ink, 0.03
+        )
     else:
         c.polygon(_ellipse(0.0, MOUTH_Y, 0.17, 0.035 + 0.09 * m), p.lips)
         if m > 0.15:
@@ -277,7 +291,13 @@ def generate(root: Path, size: int = 64, n_train: int = 1000, n_test: int = 100,
                     noise_seed = seed * 1_000_003 + split_index * 10_007 + domain_index * 1_000 + i
                     render_face(factors, domain, size, noise_seed).save(folder / name)  # type: ignore[arg-type]
                     index.write(json.dumps({"file": name, **factors.to_dict()}) + "\n")
-    manifest = {"generator_version": GENERATOR_VERSION, "size": size, "n_train": n_train, "n_test": n_test, "seed": seed}
+    manifest = {
+        "generator_version": GENERATOR_VERSION,
+        "size": size,
+        "n_train": n_train,
+        "n_test": n_test,
+        "seed": seed,
+    }
     (tmp / "toyfaces.json").write_text(json.dumps(manifest, indent=1))
     try:
         tmp.rename(root)  # atomic: a half-written dataset is never seen under its final name
@@ -292,7 +312,8 @@ def read_factors(folder: Path) -> dict[str, FaceFactors]:
     out = {}
     for line in (folder / "factors.jsonl").read_text().splitlines():
         record = json.loads(line)
-        out[record.pop("file")] = FaceFactors(**record)
+        name = record.pop("file")
+        out[name] = FaceFactors(**record)
     return out
 
 

@@ -73,7 +73,13 @@ class Evaluator:
             source, target = SOURCE_AND_TARGET[direction]
             inputs = self.data.split("test", source).load_all(method.config.image_size, self.limit)
             fakes = translate_set(
-                method, inputs, direction, self.batch_size, device, self.data.image_size, mix_seed(seed, DIRECTIONS.index(direction))
+                method,
+                inputs,
+                direction,
+                self.batch_size,
+                device,
+                self.data.image_size,
+                mix_seed(seed, DIRECTIONS.index(direction)),
             )
             fake_features = self.features(fakes, self.batch_size)
             real_features = self.real_features(target)

@@ -50,4 +50,6 @@ def _kid(fake: Tensor, real: Tensor, options: MetricOptions) -> MetricValue:
 
 
 FID = SetMetric("fid", higher_is_better=False, ideal=0.0, features="inception-2048", scale_in_reports=1.0, compute=_fid)
-KID = SetMetric("kid", higher_is_better=False, ideal=0.0, features="inception-2048", scale_in_reports=100.0, compute=_kid)
+KID = SetMetric(
+    "kid", higher_is_better=False, ideal=0.0, features="inception-2048", scale_in_reports=100.0, compute=_kid
+)

@@ -31,7 +31,8 @@ INCEPTION_FILENAME = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-20
 INCEPTION_SHA256_PREFIX = INCEPTION_FILENAME.rsplit("-", 1)[-1].split(".")[0]  # 6726825d
 STANDARD_ID = "inception-v3-compat"  # torch-fidelity's TF-FID InceptionV3, pool3 (2048-d)
 STANDIN_SEED = 0
-STANDIN_VERSION = 2  # bump when write_standin changes, so an old file is not reused under the new id
+STANDIN_FEATURE_MEAN = 0.3  # order of magnitude of the published network's pool features
+STANDIN_VERSION = 3  # bump when write_standin changes, so an old file is not reused under the new id
 NON_STANDARD = "non-standard extractor"
 
 
@@ -110,7 +111,25 @@ def write_standin(path: Path, seed: int = STANDIN_SEED) -> None:
                 module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / module.in_features**0.5)
                 module.bias.zero_()
         model.train()
-        model(_calibration_images(48, generator))
+        calibration = _calibration_images(48, generator)
+        model(calibration)
+        model.eval()
+        # Scale the last block's output convolutions (ReLU is positively homogeneous) so that pooled
+        # features of the calibration batch average STANDIN_FEATURE_MEAN: unscaled (~3), the cubic KID
+        # kernel is dominated by feature magnitude. Real images still give somewhat larger features.
+        (features,) = model(calibration)
+        factor = STANDIN_FEATURE_MEAN / float(features.mean())
+        block = model.Mixed_7c
+        for branch in (
+            block.branch1x1,
+            block.branch3x3_2a,
+            block.branch3x3_2b,
+            block.branch3x3dbl_3a,
+            block.branch3x3dbl_3b,
+            block.branch_pool,
+        ):
+            branch.bn.weight.mul_(factor)
+            branch.bn.bias.mul_(factor)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(model.state_dict(), tmp)
@@ -160,8 +179,13 @@ def resolve_inception(flag_path: str | None, allow_standin: bool) -> ExtractorWe
     if not allow_standin:
         raise WeightsError(
             MISSING_HELP.format(
-                looked="\n".join(looked), url=URL_INCEPTION_V3, prefix=INCEPTION_SHA256_PREFIX, hub=hub,
-                filename=INCEPTION_FILENAME, env=ENV_VAR, non_standard=NON_STANDARD,
+                looked="\n".join(looked),
+                url=URL_INCEPTION_V3,
+                prefix=INCEPTION_SHA256_PREFIX,
+                hub=hub,
+                filename=INCEPTION_FILENAME,
+                env=ENV_VAR,
+                non_standard=NON_STANDARD,
             )
         )
     standin_id = f"inception-v3-standin-v{STANDIN_VERSION}-seed{STANDIN_SEED}"

@@ -1,0 +1,132 @@
+"""The command line end to end: demo-style runs, tracking, reports, determinism, resume, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.__main__ import main
+from tests.test_data import _write_mixed_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--data-option", "size=32", "--data-option", "n_train=16", "--data-option", "n_test=8"]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k in ("HOME", "PATH", "BENCH_CACHE", "TORCH_HOME")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_list_prints_every_registered_name(tmp_path: Path) -> None:
+    out = _cli("list", cwd=tmp_path)
+    assert out.returncode == 0
+    for name in ("cyclegan", "toyfaces", "selfie2anime", "folder", "fid", "kid"):
+        assert name in out.stdout
+
+
+def test_selfie2anime_without_data_explains_and_exits_non_zero(tmp_path: Path) -> None:
+    out = _cli("run", "--methods", "cyclegan", "--dataset", "selfie2anime", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "datasets/selfie2anime" in out.stderr and "huggan/selfie2anime" in out.stderr
+
+
+def test_unknown_method_suggests_a_name(tmp_path: Path, capsys) -> None:
+    assert main(["run", "--methods", "cyclegn", "--no-track"]) == 2
+    assert "Did you mean: cyclegan" in capsys.readouterr().err
+
+
+def test_real_data_without_standard_weights_stops_before_training(tmp_path: Path, in_tmp: Path, capsys) -> None:
+    root = _write_mixed_folder(tmp_path / "mixed")
+    assert main(["run", "--dataset", "folder", "--data-root", str(root), "--preset", "tiny", "--no-track"]) == 2
+    err = capsys.readouterr().err
+    assert "--inception-weights" in err and "--allow-standin" in err
+    assert not (in_tmp / "runs").exists()  # nothing was trained
+
+
+def _results(cwd: Path) -> list[pd.DataFrame]:
+    return [pd.read_csv(p) for p in sorted((cwd / "reports").glob("*/results.csv"))]
+
+
+@pytest.mark.slow
+def test_toyfaces_run_tracks_reports_and_reproduces(in_tmp: Path, standin) -> None:
+    args = [
+        "run",
+        "--methods",
+        "cyclegan",
+        "--dataset",
+        "toyfaces",
+        "--preset",
+        "tiny",
+        "--steps",
+        "4",
+        "--seed",
+        "1",
+        "--data-root",
+        "data",
+        *SMALL,
+    ]
+    assert main(args) == 0
+    first = _results(in_tmp)[0]
+    assert len(first) == 4 and set(first["metric"]) == {"fid", "kid"} and set(first["direction"]) == {"a2b", "b2a"}
+    assert not first["standard"].any() and first["extractor"].str.contains("non-standard extractor").all()
+    assert (first["n"] == 8).all() and (first["n_ref"] == 8).all()
+    report = next((in_tmp / "reports").glob("*/index.html")).read_text()
+    assert "non-standard extractor" in report and "data:image/png;base64" in report
+    assert "cyclegan" in report and "version torch" in report
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("i2i-bench").experiment_id])
+    for key in ("fid_a2b_nonstandard", "kid_b2a_nonstandard", "train/cycle_A"):
+        assert key in run.data.metrics
+    assert run.data.params["method.ngf"] == "16" and run.data.tags["standard"] == "false"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"index.html", "results.csv", "samples"} <= artifacts
+
+    assert main(args) == 0  # the same command twice gives the same numbers
+    second = _results(in_tmp)[1]
+    assert first["value"].tolist() == second["value"].tolist()
+
+    assert main([*args, "--resume"]) == 0  # a finished run resumes at its last step and only evaluates
+    third = _results(in_tmp)[2]
+    assert first["value"].tolist() == third["value"].tolist()
+    assert '"resumed_from": 4' in sorted((in_tmp / "reports").glob("*/results.json"))[2].read_text()
+
+
+@pytest.mark.slow
+def test_folder_of_mixed_modes_runs_to_the_end_and_reports_the_bad_file(in_tmp: Path, standin) -> None:
+    root = _write_mixed_folder(in_tmp / "mixed")
+    code = main(
+        [
+            "run",
+            "--dataset",
+            "folder",
+            "--data-root",
+            str(root),
+            "--data-option",
+            "image_size=32",
+            "--preset",
+            "tiny",
+            "--steps",
+            "2",
+            "--allow-standin",
+            "--no-track",
+        ]
+    )
+    assert code == 0
+    result_dir = next((in_tmp / "reports").glob("*"))
+    assert "truncated.jpg" in (result_dir / "index.html").read_text()
+    assert len(pd.read_csv(result_dir / "results.csv")) == 4
+    (result_dir / "index.html").unlink()
+    assert main(["report", str(result_dir / "results.json")]) == 0  # reports rebuild from results alone
+    assert "truncated.jpg" in (result_dir / "index.html").read_text()

@@ -1,0 +1,174 @@
+"""FID/KID numerics, weights resolution and provenance, and the image -> features -> metric path."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+
+from bench.errors import WeightsError
+from bench.evaluate import weights as weights_module
+from bench.evaluate.extract import InceptionFeatures
+from bench.evaluate.fidkid import default_kid_subset_size, features_to_fid, features_to_kid, features_to_statistics
+from bench.evaluate.weights import NON_STANDARD, resolve_inception, sha256_file
+
+
+# -- pure math --------------------------------------------------------------------------------------
+def test_fid_of_a_set_with_itself_is_zero() -> None:
+    features = torch.randn(300, 32, generator=torch.Generator().manual_seed(0))
+    assert abs(features_to_fid(features, features)) < 1e-8
+
+
+def test_fid_with_equal_covariances_is_the_squared_mean_distance() -> None:
+    # Closed form: equal covariances give FID = |mu_1 - mu_2|^2; shifting a set keeps its covariance.
+    features = torch.randn(400, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    shift = torch.linspace(-1, 1, 16, dtype=torch.float64)
+    assert features_to_fid(features, features + shift) == pytest.approx(float(shift @ shift), rel=1e-6)
+
+
+def test_fid_matches_an_independent_sqrtm_implementation() -> None:
+    generator = torch.Generator().manual_seed(2)
+    a = torch.randn(500, 12, generator=generator, dtype=torch.float64)
+    b = (
+        torch.randn(500, 12, generator=generator, dtype=torch.float64)
+        @ torch.randn(12, 12, generator=generator, dtype=torch.float64)
+        * 0.5
+    )
+    sa, sb = features_to_statistics(a), features_to_statistics(b)
+    covmean = scipy.linalg.sqrtm(sa.sigma @ sb.sigma).real
+    reference = float(((sa.mu - sb.mu) ** 2).sum() + np.trace(sa.sigma + sb.sigma - 2 * covmean))
+    assert features_to_fid(a, b) == pytest.approx(reference, rel=1e-6)
+
+
+def test_kid_is_unbiased_between_samples_of_one_distribution() -> None:
+    generator = torch.Generator().manual_seed(3)
+    estimates = []
+    for seed in range(60):
+        a = torch.randn(100, 8, generator=generator, dtype=torch.float64)
+        b = torch.randn(100, 8, generator=generator, dtype=torch.float64)
+        estimates.append(features_to_kid(a, b, 50, 20, seed).mean)
+    spread = np.std(estimates) / np.sqrt(len(estimates))
+    assert abs(np.mean(estimates)) < 4 * spread  # mean of the unbiased estimator ~ 0
+    shifted = features_to_kid(a + 1.0, b, 50, 20, 0).mean
+    assert shifted > 20 * np.std(estimates)
+
+
+def test_kid_subsets_come_from_the_seed() -> None:
+    generator = torch.Generator().manual_seed(4)
+    a, b = torch.randn(100, 8, generator=generator), torch.randn(100, 8, generator=generator) + 0.3
+    assert features_to_kid(a, b, 50, 10, seed=1) == features_to_kid(a, b, 50, 10, seed=1)
+    assert features_to_kid(a, b, 50, 10, seed=1).mean != features_to_kid(a, b, 50, 10, seed=2).mean
+
+
+def test_kid_subset_size_works_with_100_test_images() -> None:
+    assert default_kid_subset_size(100, 100) == 50  # subsets differ, so their std is not 0
+    assert default_kid_subset_size(5000, 3400) == 1000
+    features = torch.randn(100, 8)
+    estimate = features_to_kid(features + 0.5, features, default_kid_subset_size(100, 100), 10, 0)
+    assert estimate.std > 0
+    with pytest.raises(ValueError, match="subset size"):
+        features_to_kid(features, features[:40], 50, 10, 0)
+
+
+# -- weights: lookup order, hashes, refusal -----------------------------------------------------------
+@pytest.fixture
+def inception_file(standin, tmp_path: Path) -> Path:
+    """A valid InceptionV3 state_dict that is not the published file."""
+    path = tmp_path / "inception.pth"
+    path.write_bytes(standin.path.read_bytes())
+    return path
+
+
+def test_missing_weights_stop_the_run_with_instructions(monkeypatch) -> None:
+    monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS", raising=False)
+    with pytest.raises(WeightsError) as info:
+        resolve_inception(None, allow_standin=False)
+    message = str(info.value)
+    for needle in ("--inception-weights", "BENCH_INCEPTION_WEIGHTS", "hub", "6726825d", "--allow-standin"):
+        assert needle in message
+
+
+def test_standin_is_labelled_non_standard(standin) -> None:
+    assert not standin.standard and NON_STANDARD in standin.label
+    assert standin.sha256 == sha256_file(standin.path)
+
+
+def test_lookup_order_flag_then_environment_then_hub(inception_file: Path, tmp_path: Path, monkeypatch) -> None:
+    other = tmp_path / "other.pth"
+    other.write_bytes(inception_file.read_bytes())
+    hub = weights_module.hub_cache_path()
+    hub.parent.mkdir(parents=True, exist_ok=True)
+    hub.write_bytes(inception_file.read_bytes())
+    try:
+        monkeypatch.setenv("BENCH_INCEPTION_WEIGHTS", str(other))
+        assert resolve_inception(str(inception_file), allow_standin=True).source == "--inception-weights"
+        assert resolve_inception(None, allow_standin=True).source == "$BENCH_INCEPTION_WEIGHTS"
+        monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS")
+        assert resolve_inception(None, allow_standin=True).source == "torch hub cache"
+    finally:
+        hub.unlink()
+
+
+def test_published_hash_prefix_makes_a_file_standard(inception_file: Path, monkeypatch) -> None:
+    with pytest.raises(WeightsError, match="not the standard FID weights"):
+        resolve_inception(str(inception_file), allow_standin=False)
+    user = resolve_inception(str(inception_file), allow_standin=True)
+    assert not user.standard and NON_STANDARD in user.label
+    monkeypatch.setattr(weights_module, "INCEPTION_SHA256_PREFIX", sha256_file(inception_file)[:8])
+    official = resolve_inception(str(inception_file), allow_standin=False)
+    assert official.standard and official.extractor == "inception-v3-compat"
+
+
+def test_a_pickle_with_code_is_rejected_before_torch_fidelity_sees_it(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(WeightsError, match="not a plain PyTorch state_dict"):
+        resolve_inception(str(path), allow_standin=True)
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "wrong.pth")
+    with pytest.raises(WeightsError, match="keys or shapes differ"):
+        resolve_inception(str(tmp_path / "wrong.pth"), allow_standin=True)
+    with pytest.raises(WeightsError, match="not a file"):
+        resolve_inception(str(tmp_path / "absent.pth"), allow_standin=True)
+
+
+# -- images through the real extractor ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def extractor(standin) -> InceptionFeatures:
+    return InceptionFeatures(standin)
+
+
+def test_standin_features_vary_between_images(extractor: InceptionFeatures, toyfaces_small) -> None:
+    features = extractor(toyfaces_small.split("test", "A").load_all(32))
+    assert features.shape == (8, 2048) and features.dtype == torch.float64
+    assert float(features.std(0).mean()) > 1e-2  # not the ~1e-8 of an uninitialised network
+
+
+def test_features_match_torch_fidelity_default_layout(extractor: InceptionFeatures, toyfaces_small) -> None:
+    images = toyfaces_small.split("test", "B").load_all(32)[:3]
+    with torch.no_grad():
+        (reference,) = extractor.model.to(memory_format=torch.contiguous_format)(images)
+    extractor.model.to(memory_format=torch.channels_last)
+    assert torch.allclose(extractor(images).float(), reference, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(extractor(images, batch_size=1), extractor(images, batch_size=3), rtol=1e-5, atol=1e-5)
+
+
+def test_fid_and_kid_rank_degraded_images_worse(extractor: InceptionFeatures, toyfaces_small) -> None:
+    real = torch.cat([toyfaces_small.split(s, "B").load_all(32) for s in ("train", "test")])
+    blurred = F.avg_pool2d(real.float(), 5, stride=1, padding=2).round().to(torch.uint8)
+    shifted = (real.float() * 0.6 + 60).round().to(torch.uint8)
+    f_real, f_blur, f_shift = extractor(real), extractor(blurred), extractor(shifted)
+    assert abs(features_to_fid(f_real, f_real)) < 1e-6 * features_to_fid(f_blur, f_real)
+    size = default_kid_subset_size(len(real), len(real))
+    same = features_to_kid(f_real, f_real, size, 50, 0).mean
+    for degraded in (f_blur, f_shift):
+        assert features_to_fid(degraded, f_real) > 1.0
+        assert features_to_kid(degraded, f_real, size, 50, 0).mean > 10 * abs(same)

@@ -1,0 +1,129 @@
+"""The training loop: finite losses, atomic checkpoints, and a resumed run equal to an uninterrupted one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from bench.train import Checkpointer, TrainingDiverged, TrainPlan, default_total_steps, train
+from methods.base import Method
+from methods.cyclegan import CycleGAN
+
+FINGERPRINT = {"test": True}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _method(seed: int = 0) -> Method:
+    torch.manual_seed(seed)
+    return CycleGAN.from_preset("tiny", image_size=32, load_size=36, batch_size=2)
+
+
+def _plan(steps: int, checkpoint_every: int = 100) -> TrainPlan:
+    return TrainPlan(steps, batch_size=2, seed=3, checkpoint_every=checkpoint_every, sample_every=100, log_every=1)
+
+
+def _weights(method: Method) -> dict[str, torch.Tensor]:
+    return {f"{n}.{k}": v for n, state in method.network_state().items() for k, v in state.items()}
+
+
+def test_short_run_has_finite_losses_and_writes_outputs(toyfaces_small, tmp_path: Path) -> None:
+    seen: dict[int, dict[str, float]] = {}
+    method = _method()
+    result = train(
+        method,
+        toyfaces_small,
+        _plan(3),
+        tmp_path,
+        Accelerator(cpu=True),
+        FINGERPRINT,
+        on_losses=lambda step, losses: seen.__setitem__(step, losses),
+    )
+    assert sorted(seen) == [0, 1, 2] and result.steps == 3
+    assert all(torch.isfinite(torch.tensor(list(v.values()))).all() for v in seen.values())
+    assert result.checkpoint == tmp_path / "checkpoints" / "step_0000003.pt"
+    assert result.sample_grid is not None and result.sample_grid.is_file()
+    payload = torch.load(result.checkpoint, weights_only=True)  # no pickled code in our checkpoints
+    assert payload["step"] == 3 and payload["method"] == "cyclegan"
+    assert not list((tmp_path / "checkpoints").glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toyfaces_small, tmp_path: Path) -> None:
+    straight = _method()
+    train(straight, toyfaces_small, _plan(6), tmp_path / "straight", Accelerator(cpu=True), FINGERPRINT)
+
+    crashed = _method()
+
+    def crash(step: int, losses: dict[str, float]) -> None:
+        if step == 4:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(
+            crashed,
+            toyfaces_small,
+            _plan(6, checkpoint_every=3),
+            tmp_path / "crashed",
+            Accelerator(cpu=True),
+            FINGERPRINT,
+            on_losses=crash,
+        )
+    checkpoint = Checkpointer(tmp_path / "crashed" / "checkpoints").latest()
+    assert checkpoint is not None and checkpoint.name == "step_0000003.pt"
+
+    resumed = _method(seed=99)  # different initial weights: everything must come from the checkpoint
+    result = train(
+        resumed,
+        toyfaces_small,
+        _plan(6),
+        tmp_path / "resumed",
+        Accelerator(cpu=True),
+        FINGERPRINT,
+        resume_from=checkpoint,
+    )
+    assert result.resumed_from == 3 and result.steps == 6
+    expected, got = _weights(straight), _weights(resumed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+def test_restored_checkpoint_has_the_same_weights(toyfaces_small, tmp_path: Path) -> None:
+    method = _method()
+    result = train(method, toyfaces_small, _plan(2), tmp_path, Accelerator(cpu=True), FINGERPRINT)
+    fresh = _method(seed=5)
+    again = train(
+        fresh,
+        toyfaces_small,
+        _plan(2),
+        tmp_path / "again",
+        Accelerator(cpu=True),
+        FINGERPRINT,
+        resume_from=result.checkpoint,
+    )
+    assert again.resumed_from == 2 and again.steps == 2  # nothing left to train
+    assert all(torch.equal(a, b) for a, b in zip(_weights(method).values(), _weights(fresh).values()))
+
+
+def test_checkpointer_keeps_the_newest(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(tmp_path, keep=2)
+    for step in (1, 2, 3):
+        checkpointer.save({"step": step})
+    assert [p.name for p in checkpointer.all()] == ["step_0000002.pt", "step_0000003.pt"]
+
+
+def test_non_finite_loss_stops_with_a_clear_error(toyfaces_small, tmp_path: Path, monkeypatch) -> None:
+    method = _method()
+    monkeypatch.setattr(method, "train_step", lambda batch, step, accelerator: {"G": float("nan")})
+    with pytest.raises(TrainingDiverged, match="non-finite loss at step 0"):
+        train(method, toyfaces_small, _plan(2), tmp_path, Accelerator(cpu=True), FINGERPRINT)
+
+
+def test_default_steps_follow_the_preset_epochs(toyfaces_small) -> None:
+    method = _method()  # tiny: 1 epoch, batch 2, 24 training images per domain
+    assert default_total_steps(method, toyfaces_small, 2) == 12
