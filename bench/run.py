@@ -30,9 +30,9 @@ from bench.evaluate.weights import resolve_inception
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
 from bench.results import RunResult
-from bench.track import MlflowTracker, NullTracker, Tracker
+from bench.track import LossLog, MlflowTracker, NullTracker, Tracker
 from bench.train import Checkpointer, TrainPlan, TrainResult, default_total_steps, train
-from methods.base import Method
+from methods.base import ConfigError, Method
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,9 @@ def find_resumable(work_dir: Path, method: str, fingerprint: dict[str, Any]) -> 
 def _resolve_methods(cfg: RunConfig, preset: str) -> list[tuple[str, type[Method], Any]]:
     """Look up every method and build its config before any data is touched, so typos fail fast."""
     names = list(cfg.methods) or METHODS.names()
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--methods lists {', '.join(repeated)} more than once")
     resolved = []
     for name in names:
         cls = METHODS.get(name)
@@ -197,6 +200,7 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
         plan = TrainPlan(
             total, method_cfg.batch_size, cfg.seed, cfg.checkpoint_every, cfg.sample_every, cfg.log_every, cfg.workers
         )
+        loss_log = LossLog(tracked, cfg.log_every)
         try:
             trained: TrainResult = train(
                 method,
@@ -206,11 +210,10 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
                 accelerator,
                 fingerprint,
                 resume_from,
-                on_losses=lambda step, losses, t=tracked: t.log_metrics(
-                    {f"train/{k}": v for k, v in losses.items()}, step
-                ),
+                on_losses=loss_log,
                 on_sample=lambda step, path, t=tracked: t.log_artifact(path, "samples"),
             )
+            loss_log.flush(trained.steps - 1)
             info["train"] = {
                 "steps": trained.steps,
                 "resumed_from": trained.resumed_from,

@@ -63,6 +63,27 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+class LossLog:
+    """Sends each loss's mean over every `every` steps to a tracked run, at the last of those steps."""
+
+    def __init__(self, run: TrackedRun, every: int, prefix: str = "train/") -> None:
+        self.run, self.every, self.prefix = run, every, prefix
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def __call__(self, step: int, losses: dict[str, float]) -> None:
+        for key, value in losses.items():
+            self._sums[key] = self._sums.get(key, 0.0) + value
+        self._count += 1
+        if (step + 1) % self.every == 0:
+            self.flush(step)
+
+    def flush(self, step: int) -> None:
+        if self._count:
+            self.run.log_metrics({self.prefix + k: v / self._count for k, v in self._sums.items()}, step)
+        self._sums, self._count = {}, 0
+
+
 class MlflowRun:
     def __init__(self, client: Any, run_id: str) -> None:
         self.client, self.run_id = client, run_id

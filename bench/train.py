@@ -189,6 +189,7 @@ def train(
         unit="step",
         disable=not accelerator.is_main_process,
         dynamic_ncols=True,
+        mininterval=1.0,
     )
     for step, batch in enumerate(batches, start):
         method.set_learning_rates(step, plan.total_steps)

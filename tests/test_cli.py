@@ -44,6 +44,27 @@ def test_unknown_method_suggests_a_name(tmp_path: Path, capsys) -> None:
     assert "Did you mean: cyclegan" in capsys.readouterr().err
 
 
+def test_a_method_listed_twice_is_refused(capsys) -> None:
+    assert main(["run", "--methods", "cyclegan,cyclegan", "--no-track"]) == 2
+    assert "more than once" in capsys.readouterr().err
+
+
+def test_loss_log_averages_over_steps() -> None:
+    from bench.track import LossLog
+
+    logged = []
+
+    class Run:
+        def log_metrics(self, metrics, step=None):
+            logged.append((step, metrics))
+
+    log = LossLog(Run(), every=2)  # type: ignore[arg-type]
+    for step, value in enumerate([1.0, 3.0, 5.0]):
+        log(step, {"G": value})
+    log.flush(2)
+    assert logged == [(1, {"train/G": 2.0}), (2, {"train/G": 5.0})]
+
+
 def test_real_data_without_standard_weights_stops_before_training(tmp_path: Path, in_tmp: Path, capsys) -> None:
     root = _write_mixed_folder(tmp_path / "mixed")
     assert main(["run", "--dataset", "folder", "--data-root", str(root), "--preset", "tiny", "--no-track"]) == 2

@@ -152,8 +152,12 @@ def test_toyfaces_is_deterministic_from_its_seed(tmp_path: Path) -> None:
 
 
 def test_toyfaces_rejects_unknown_options(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no option"):
+    with pytest.raises(DataError, match="no option"):
         DATASETS.get("toyfaces").open(tmp_path, {"sise": 32})
+    with pytest.raises(DataError, match="no option"):
+        DATASETS.get("folder").open(tmp_path, {"size": 32})
+    with pytest.raises(DataError, match="size >= 16"):
+        DATASETS.get("toyfaces").open(tmp_path, {"size": 4})
 
 
 def test_render_face_is_a_ground_truth_translator() -> None:

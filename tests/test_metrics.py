@@ -11,6 +11,7 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from bench.data.toyfaces import render_face, sample_factors
 from bench.errors import WeightsError
 from bench.evaluate import weights as weights_module
 from bench.evaluate.extract import InceptionFeatures
@@ -124,6 +125,7 @@ def test_published_hash_prefix_makes_a_file_standard(inception_file: Path, monke
     assert official.standard and official.extractor == "inception-v3-compat"
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_pickle_with_code_is_rejected_before_torch_fidelity_sees_it(tmp_path: Path) -> None:
     class Evil:
         def __reduce__(self):
@@ -161,14 +163,19 @@ def test_features_match_torch_fidelity_default_layout(extractor: InceptionFeatur
     assert torch.allclose(extractor(images, batch_size=1), extractor(images, batch_size=3), rtol=1e-5, atol=1e-5)
 
 
-def test_fid_and_kid_rank_degraded_images_worse(extractor: InceptionFeatures, toyfaces_small) -> None:
-    real = torch.cat([toyfaces_small.split(s, "B").load_all(32) for s in ("train", "test")])
-    blurred = F.avg_pool2d(real.float(), 5, stride=1, padding=2).round().to(torch.uint8)
-    shifted = (real.float() * 0.6 + 60).round().to(torch.uint8)
-    f_real, f_blur, f_shift = extractor(real), extractor(blurred), extractor(shifted)
-    assert abs(features_to_fid(f_real, f_real)) < 1e-6 * features_to_fid(f_blur, f_real)
-    size = default_kid_subset_size(len(real), len(real))
-    same = features_to_kid(f_real, f_real, size, 50, 0).mean
+def test_fid_and_kid_rank_degraded_images_worse(extractor: InceptionFeatures) -> None:
+    rng = np.random.default_rng(0)
+    faces = [np.asarray(render_face(sample_factors(rng), "B", 32, noise_seed=i)) for i in range(64)]
+    real = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).contiguous()
+    half, other = real[:32], real[32:]  # two disjoint samples of one distribution
+    blurred = F.avg_pool2d(half.float(), 5, stride=1, padding=2).round().to(torch.uint8)
+    shifted = (half.float() * 0.6 + 60).round().to(torch.uint8)
+    f_half, f_other, f_blur, f_shift = (extractor(x) for x in (half, other, blurred, shifted))
+    # 32 samples in 2048 dimensions: the covariance product is singular and torch-fidelity's eigenvalue
+    # square root leaves round-off of order 1e-5 where the exact value is 0.
+    assert abs(features_to_fid(f_half, f_half)) < 1e-5 * features_to_fid(f_blur, f_other)
+    floor_fid = features_to_fid(f_half, f_other)  # the noise floor at this sample size
+    floor_kid = features_to_kid(f_half, f_other, 16, 100, 0)
     for degraded in (f_blur, f_shift):
-        assert features_to_fid(degraded, f_real) > 1.0
-        assert features_to_kid(degraded, f_real, size, 50, 0).mean > 10 * abs(same)
+        assert features_to_fid(degraded, f_other) > 1.5 * floor_fid
+        assert features_to_kid(degraded, f_other, 16, 100, 0).mean > 2 * max(floor_kid.mean, 0.0)

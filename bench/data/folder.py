@@ -78,7 +78,17 @@ def open_folder(root: Path, name: str, image_size: int, missing_help: str = "") 
     return dataset
 
 
+def check_options(dataset: str, options: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
+    """`known` (option -> default) updated with `options`; an unknown option raises."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        listed = ", ".join(known) or "none"
+        raise DataError(f"{dataset} has no option(s) {', '.join(unknown)}; its options: {listed}")
+    return {**known, **options}
+
+
 def _open_folder(data_root: Path | None, options: dict[str, Any]) -> TwoDomainDataset:
+    options = check_options("folder", options, {"image_size": 256})
     if data_root is None:
         raise DataError("the 'folder' dataset needs --data-root DIR, a folder holding trainA/ trainB/ testA/ testB/.")
     return open_folder(Path(data_root), "folder", int(options.get("image_size", 256)))
@@ -98,6 +108,7 @@ _ANIME_NAME = re.compile(r"^\d+\.png$", re.IGNORECASE)
 
 
 def _open_selfie2anime(data_root: Path | None, options: dict[str, Any]) -> TwoDomainDataset:
+    check_options("selfie2anime", options, {})
     root = Path(data_root) if data_root is not None else Path("datasets") / "selfie2anime"
     dataset = open_folder(root, "selfie2anime", 256, SELFIE2ANIME_HELP.format(root=root))
     expected = {"trainA": 3400, "trainB": 3400, "testA": 100, "testB": 100}

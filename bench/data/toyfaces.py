@@ -24,7 +24,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from bench.data.folder import DatasetSpec, TwoDomainDataset, open_folder
+from bench.data.folder import DatasetSpec, TwoDomainDataset, check_options, open_folder
+from bench.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -317,12 +318,16 @@ def read_factors(folder: Path) -> dict[str, FaceFactors]:
     return out
 
 
+TOYFACES_OPTIONS = {"size": 64, "n_train": 1000, "n_test": 100, "seed": 0}
+
+
 def _open_toyfaces(data_root: Path | None, options: dict[str, Any]) -> TwoDomainDataset:
-    known = {"size": 64, "n_train": 1000, "n_test": 100, "seed": 0}
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"toyfaces has no option(s) {', '.join(unknown)}; options: {', '.join(known)}")
-    params = {k: int(options.get(k, v)) for k, v in known.items()}
+    try:
+        params = {k: int(v) for k, v in check_options("toyfaces", options, TOYFACES_OPTIONS).items()}
+    except (TypeError, ValueError) as error:
+        raise DataError(f"toyfaces options must be integers: {error}") from error
+    if params["size"] < 16 or min(params["n_train"], params["n_test"]) < 1:
+        raise DataError(f"toyfaces needs size >= 16 and at least one train and test image, got {params}")
     parent = Path(data_root) if data_root is not None else Path("datasets")
     root = parent / "toyfaces-v{v}-{size}px-{n_train}-{n_test}-seed{seed}".format(v=GENERATOR_VERSION, **params)
     if not root.exists():

@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
@@ -32,7 +32,7 @@ INCEPTION_SHA256_PREFIX = INCEPTION_FILENAME.rsplit("-", 1)[-1].split(".")[0]  #
 STANDARD_ID = "inception-v3-compat"  # torch-fidelity's TF-FID InceptionV3, pool3 (2048-d)
 STANDIN_SEED = 0
 STANDIN_FEATURE_MEAN = 0.3  # order of magnitude of the published network's pool features
-STANDIN_VERSION = 3  # bump when write_standin changes, so an old file is not reused under the new id
+STANDIN_VERSION = 4  # bump when write_standin changes, so an old file is not reused under the new id
 NON_STANDARD = "non-standard extractor"
 
 
@@ -94,8 +94,8 @@ def write_standin(path: Path, seed: int = STANDIN_SEED) -> None:
     """InceptionV3 with fixed-seed random weights whose features still vary from image to image.
 
     Convolutions get He-normal weights; each batch norm then takes the statistics of a fixed-seed batch
-    of multi-scale noise images, so every layer is normalised and the pooled features keep the
-    differences between images (uncalibrated random weights give near-constant features, hence FID ~0).
+    of synthetic faces, so every layer is normalised and the pooled features keep the differences
+    between images (uncalibrated random weights give near-constant features, hence FID ~0).
     """
     model = inception_skeleton()
     generator = torch.Generator().manual_seed(seed)
@@ -116,7 +116,7 @@ def write_standin(path: Path, seed: int = STANDIN_SEED) -> None:
         model.eval()
         # Scale the last block's output convolutions (ReLU is positively homogeneous) so that pooled
         # features of the calibration batch average STANDIN_FEATURE_MEAN: unscaled (~3), the cubic KID
-        # kernel is dominated by feature magnitude. Real images still give somewhat larger features.
+        # kernel is dominated by feature magnitude.
         (features,) = model(calibration)
         factor = STANDIN_FEATURE_MEAN / float(features.mean())
         block = model.Mixed_7c
@@ -137,15 +137,12 @@ def write_standin(path: Path, seed: int = STANDIN_SEED) -> None:
 
 
 def _calibration_images(n: int, generator: torch.Generator, size: int = 64) -> torch.Tensor:
-    """(n, 3, size, size) uint8 noise with structure at every scale from 2 px to the full image."""
-    x = torch.zeros(n, 3, size, size)
-    scale = 2
-    while scale <= size:
-        noise = torch.randn(n, 3, scale, scale, generator=generator)
-        x += F.interpolate(noise, size=size, mode="bilinear", align_corners=False)
-        scale *= 2
-    x = (x - x.mean((1, 2, 3), keepdim=True)) / x.std((1, 2, 3), keepdim=True)
-    return ((x * 0.25 + 0.5).clamp(0, 1) * 255).to(torch.uint8)
+    """(n, 3, size, size) uint8: rendered toyfaces of both domains, the stand-in's only use being demos."""
+    from bench.data.toyfaces import render_face, sample_factors
+
+    rng = np.random.default_rng(int(torch.randint(0, 2**31, (), generator=generator)))
+    faces = [np.asarray(render_face(sample_factors(rng), "AB"[i % 2], size, noise_seed=i)) for i in range(n)]
+    return torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).contiguous()
 
 
 MISSING_HELP = """\
