@@ -27,7 +27,7 @@ class RunConfig:
     reports_dir: str = "reports"
     checkpoint_every: int = 1000  # steps between checkpoints (one is always written at the end)
     sample_every: int = 500  # steps between sample grids (one is always written at the end)
-    log_every: int = 10  # the tracker gets each loss averaged over this many steps
+    log_every: int = 1  # the tracker gets each loss averaged over this many steps (raise for long runs)
     workers: int = 0  # data-loading processes
     metrics: tuple[str, ...] = ("fid", "kid")
     inception_weights: str | None = None  # path to the torch-fidelity InceptionV3 weights

@@ -113,9 +113,10 @@ class MlflowRun:
 
 class MlflowTracker:
     def __init__(self, uri: str | None = None, experiment: str = EXPERIMENT) -> None:
-        for noisy in ("mlflow", "alembic"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
         from mlflow.tracking import MlflowClient
+
+        for noisy in ("mlflow", "alembic"):  # after the import: mlflow configures its loggers when imported
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
         self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
         self.client = MlflowClient(tracking_uri=self.uri)
