@@ -26,12 +26,12 @@ from bench.errors import BenchError
 from bench.evaluate.evaluator import Evaluator
 from bench.evaluate.extract import InceptionFeatures
 from bench.evaluate.metrics import MetricOptions
-from bench.evaluate.weights import resolve_inception
+from bench.evaluate.weights import ExtractorWeights, resolve_inception
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
 from bench.results import RunResult
-from bench.track import LossLog, MlflowTracker, NullTracker, Tracker
-from bench.train import Checkpointer, TrainPlan, TrainResult, default_total_steps, train
+from bench.track import LossLog, MlflowTracker, NullTracker, TrackedRun, Tracker
+from bench.train import Checkpointer, TrainPlan, default_total_steps, train
 from methods.base import ConfigError, Method
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,24 @@ def _resolve_methods(cfg: RunConfig, preset: str) -> list[tuple[str, type[Method
     return resolved
 
 
+@dataclass
+class _Session:
+    """What every method of one `bench run` shares."""
+
+    cfg: RunConfig
+    preset: str
+    data: TwoDomainDataset
+    accelerator: Accelerator
+    weights: ExtractorWeights
+    evaluator: Evaluator
+    tracker: Tracker
+    result: RunResult
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
 def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = None) -> Outcome:
     spec: DatasetSpec = DATASETS.get(cfg.dataset)
     preset = cfg.preset or spec.default_preset
@@ -131,119 +149,134 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
         data: TwoDomainDataset = spec.open(Path(cfg.data_root) if cfg.data_root else None, dict(cfg.data_options))
     allow_standin = spec.synthetic if cfg.allow_standin is None else cfg.allow_standin
     weights = resolve_inception(cfg.inception_weights, allow_standin)  # before training: fail fast
-    main = accelerator.is_main_process
-    tracker = tracker if tracker is not None else (MlflowTracker() if cfg.track and main else NullTracker())
+    if tracker is None:
+        tracker = MlflowTracker() if cfg.track and accelerator.is_main_process else NullTracker()
     run_id = new_run_id(cfg.dataset)
-    result = RunResult(
-        run_id=run_id,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-        command=command,
-        config={**cfg.to_dict(), "preset": preset, "allow_standin": allow_standin},
-        environment=environment(accelerator),
-        dataset=data.summary(),
+    session = _Session(
+        cfg=cfg,
+        preset=preset,
+        data=data,
+        accelerator=accelerator,
+        weights=weights,
+        evaluator=Evaluator(
+            data,
+            InceptionFeatures(weights, accelerator.device),
+            metrics,
+            MetricOptions(cfg.kid_subset_size, cfg.kid_subsets, cfg.seed),
+            batch_size=cfg.eval_batch_size,
+            limit=cfg.eval_limit,
+        ),
+        tracker=tracker,
+        result=RunResult(
+            run_id=run_id,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            command=command,
+            config={**cfg.to_dict(), "preset": preset, "allow_standin": allow_standin},
+            environment=environment(accelerator),
+            dataset=data.summary(),
+        ),
     )
-    evaluator = Evaluator(
-        data,
-        InceptionFeatures(weights, accelerator.device),
-        metrics,
-        MetricOptions(cfg.kid_subset_size, cfg.kid_subsets, cfg.seed),
-        batch_size=cfg.eval_batch_size,
-        limit=cfg.eval_limit,
-    )
-    tracked_runs = {}
+    out_dir = Path(cfg.reports_dir) / run_id
+    tracked_runs = []
     for name, cls, method_cfg in plan_methods:
-        set_seed(cfg.seed)  # weight initialisation draws from the global generators
-        method = cls(method_cfg)
-        total = cfg.steps or default_total_steps(method, data, method_cfg.batch_size)
-        fingerprint = {
-            "method": name,
-            "config": method_cfg.to_dict(),
-            "dataset": data.name,
-            "data_root": str(data.root.resolve()),
-            "counts": data.summary()["counts"],
-            "seed": cfg.seed,
-            "total_steps": total,
-            "processes": accelerator.num_processes,
-        }
-        resume_from = find_resumable(Path(cfg.work_dir), name, fingerprint) if cfg.resume else None
-        if cfg.resume and resume_from is None:
-            log.info("%s: no checkpoint of this configuration to resume; starting at step 0", name)
-        run_dir = Path(cfg.work_dir) / run_id / name
-        if main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
-        tracked = tracker.start_run(
-            f"{name}-{data.name}-seed{cfg.seed}",
-            params={"run": result.config, "method": method_cfg.to_dict(), "total_steps": total},
-            tags={
-                "bench_run_id": run_id,
-                "method": name,
-                "dataset": data.name,
-                "preset": preset,
-                "seed": str(cfg.seed),
-                "extractor": weights.label,
-                "standard": str(weights.standard).lower(),
-                "resumed_from": str(resume_from or ""),
-            },
-        )
-        info: dict[str, Any] = {
-            "preset": preset,
-            "config": method_cfg.to_dict(),
-            "parameters": method.parameter_counts(),
-            "status": "running",
-            "error": None,
-            "train": None,
-            "sample_grid": None,
-            "mlflow_run_id": tracked.run_id or None,
-        }
-        result.methods[name] = info
-        plan = TrainPlan(
-            total, method_cfg.batch_size, cfg.seed, cfg.checkpoint_every, cfg.sample_every, cfg.log_every, cfg.workers
-        )
-        loss_log = LossLog(tracked, cfg.log_every)
-        try:
-            trained: TrainResult = train(
-                method,
-                data,
-                plan,
-                run_dir,
-                accelerator,
-                fingerprint,
-                resume_from,
-                on_losses=loss_log,
-                on_sample=lambda step, path, t=tracked: t.log_artifact(path, "samples"),
-            )
-            loss_log.flush(trained.steps - 1)
-            info["train"] = {
-                "steps": trained.steps,
-                "resumed_from": trained.resumed_from,
-                "seconds": trained.seconds,
-                "checkpoint": str(trained.checkpoint),
-                "last_losses": trained.last_losses,
-            }
-            info["sample_grid"] = str(trained.sample_grid) if trained.sample_grid else None
-            accelerator.wait_for_everyone()
-            if main:
-                started = time.perf_counter()
-                rows = evaluator.evaluate(method, run_id, preset, cfg.seed)
-                info["eval_seconds"] = time.perf_counter() - started
-                result.rows += rows
-                suffix = "" if weights.standard else "_nonstandard"  # keeps stand-in numbers apart in MLflow
-                tracked.log_metrics({f"{r.metric}_{r.direction}{suffix}": r.value for r in rows})
-            info["status"] = "ok"
-        except BenchError as error:  # a diverged method does not cost the others their results
-            info["status"], info["error"] = "failed", str(error)
-            log.error("%s", error)
-        finally:
-            tracked.finish(failed=info["status"] != "ok")
-            tracked_runs[name] = tracked
-        del method
+        tracked_runs.append(_run_method(session, name, cls, method_cfg))
+        if session.main:
+            session.result.save(out_dir)  # after every method, so a crash keeps what finished
     report = None
-    if main:
-        out_dir = Path(cfg.reports_dir) / run_id
-        result.save(out_dir)
-        report = build_report(result, out_dir)
-        for tracked in tracked_runs.values():
+    if session.main:
+        report = build_report(session.result, out_dir)
+        for tracked in tracked_runs:
             for path in (out_dir / "results.json", out_dir / "results.csv", report):
                 tracked.log_artifact(path)
-    return Outcome(result, report, getattr(tracker, "uri", "none"))
+    return Outcome(session.result, report, getattr(tracker, "uri", "none"))
+
+
+def _run_method(s: _Session, name: str, cls: type[Method], method_cfg: Any) -> TrackedRun:
+    """Train (or resume) one method, evaluate it and record everything in `s.result`."""
+    cfg, data, accelerator = s.cfg, s.data, s.accelerator
+    run_id = s.result.run_id
+    set_seed(cfg.seed)  # weight initialisation draws from the global generators
+    method = cls(method_cfg)
+    total = cfg.steps or default_total_steps(method, data, method_cfg.batch_size)
+    fingerprint = {
+        "method": name,
+        "config": method_cfg.to_dict(),
+        "dataset": data.name,
+        "data_root": str(data.root.resolve()),
+        "counts": data.summary()["counts"],
+        "seed": cfg.seed,
+        "total_steps": total,
+        "processes": accelerator.num_processes,
+    }
+    resume_from = find_resumable(Path(cfg.work_dir), name, fingerprint) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        log.info("%s: no checkpoint of this configuration to resume; starting at step 0", name)
+    run_dir = Path(cfg.work_dir) / run_id / name
+    if s.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
+    tracked = s.tracker.start_run(
+        f"{name}-{data.name}-seed{cfg.seed}",
+        params={"run": s.result.config, "method": method_cfg.to_dict(), "total_steps": total},
+        tags={
+            "bench_run_id": run_id,
+            "method": name,
+            "dataset": data.name,
+            "preset": s.preset,
+            "seed": str(cfg.seed),
+            "extractor": s.weights.label,
+            "standard": str(s.weights.standard).lower(),
+            "resumed_from": str(resume_from or ""),
+        },
+    )
+    info: dict[str, Any] = {
+        "preset": s.preset,
+        "config": method_cfg.to_dict(),
+        "parameters": method.parameter_counts(),
+        "status": "running",
+        "error": None,
+        "train": None,
+        "sample_grid": None,
+        "mlflow_run_id": tracked.run_id or None,
+    }
+    s.result.methods[name] = info
+    plan = TrainPlan(
+        total, method_cfg.batch_size, cfg.seed, cfg.checkpoint_every, cfg.sample_every, cfg.log_every, cfg.workers
+    )
+    loss_log = LossLog(tracked, cfg.log_every)
+    try:
+        trained = train(
+            method,
+            data,
+            plan,
+            run_dir,
+            accelerator,
+            fingerprint,
+            resume_from,
+            on_losses=loss_log,
+            on_sample=lambda step, path: tracked.log_artifact(path, "samples"),
+        )
+        loss_log.flush(trained.steps - 1)
+        info["train"] = {
+            "steps": trained.steps,
+            "resumed_from": trained.resumed_from,
+            "seconds": trained.seconds,
+            "checkpoint": str(trained.checkpoint),
+            "last_losses": trained.last_losses,
+        }
+        info["sample_grid"] = str(trained.sample_grid) if trained.sample_grid else None
+        accelerator.wait_for_everyone()
+        if s.main:
+            started = time.perf_counter()
+            rows = s.evaluator.evaluate(method, run_id, s.preset, cfg.seed)
+            info["eval_seconds"] = time.perf_counter() - started
+            s.result.rows += rows
+            suffix = "" if s.weights.standard else "_nonstandard"  # keeps stand-in numbers apart in MLflow
+            tracked.log_metrics({f"{r.metric}_{r.direction}{suffix}": r.value for r in rows})
+        info["status"] = "ok"
+    except BenchError as error:  # a diverged method does not cost the others their results
+        info["status"], info["error"] = "failed", str(error)
+        log.error("%s", error)
+    finally:
+        tracked.finish(failed=info["status"] != "ok")
+    return tracked

@@ -62,7 +62,7 @@ def default_total_steps(method: Method, data: TwoDomainDataset, batch_size: int)
 
 
 class Checkpointer:
-    """Writes `step_XXXXXXX.pt` files atomically (temporary file, then rename) and keeps the newest few."""
+    """Writes `step_<7-digit step>.pt` files atomically (temporary file, then rename) and keeps the newest few."""
 
     def __init__(self, directory: Path, keep: int = 2) -> None:
         self.directory, self.keep = directory, keep
