@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 
 from bench.config import RunConfig
 from bench.data.folder import DatasetSpec, TwoDomainDataset
@@ -151,7 +151,7 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
     weights = resolve_inception(cfg.inception_weights, allow_standin)  # before training: fail fast
     if tracker is None:
         tracker = MlflowTracker() if cfg.track and accelerator.is_main_process else NullTracker()
-    run_id = new_run_id(cfg.dataset)
+    run_id = broadcast_object_list([new_run_id(cfg.dataset)])[0]  # every process writes under one id
     session = _Session(
         cfg=cfg,
         preset=preset,

@@ -151,3 +151,30 @@ def test_folder_of_mixed_modes_runs_to_the_end_and_reports_the_bad_file(in_tmp: 
     (result_dir / "index.html").unlink()
     assert main(["report", str(result_dir / "results.json")]) == 0  # reports rebuild from results alone
     assert "truncated.jpg" in (result_dir / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_launch(tmp_path: Path, standin) -> None:
+    """The distributed path (DDP over gloo on CPU): both processes train, the main one reports."""
+    env = {k: v for k, v in os.environ.items() if k in ("HOME", "PATH", "BENCH_CACHE", "TORCH_HOME")}
+    env["PYTHONPATH"] = str(ROOT)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    args = ["-m", "bench", "run", "--methods", "cyclegan", "--steps", "4", *SMALL, "--no-track"]
+    out = subprocess.run([*launch, *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # one run id shared by both processes
+    (results,) = _results(tmp_path)
+    assert len(results) == 4
