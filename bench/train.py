@@ -208,7 +208,7 @@ def train(
             on_losses(step, losses)
         progress.update(1)
         if step % plan.log_every == 0:
-            progress.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]})
+            progress.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]}, refresh=False)
         if accelerator.is_main_process and (done % plan.sample_every == 0 or done == plan.total_steps):
             result.sample_grid = write_samples(done)
         if done % plan.checkpoint_every == 0 or done == plan.total_steps:
