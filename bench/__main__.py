@@ -66,10 +66,17 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--inception-weights", metavar="PATH", help="torch-fidelity InceptionV3 weights file for FID/KID")
     p.add_argument(
+        "--weights",
+        action="append",
+        type=_key_value,
+        metavar="NAME=PATH",
+        help="pretrained file for a method's losses or a metric, repeatable (names: vgg16, alexnet)",
+    )
+    p.add_argument(
         "--allow-standin",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="without the standard Inception weights, use a labelled stand-in (default: only for toyfaces)",
+        help="without published weights, use labelled stand-ins (default: only for toyfaces; tiny presets only for losses)",
     )
     p.add_argument("--eval-batch-size", type=int)
     p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate only the first N test images per direction")
@@ -105,6 +112,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     overrides["data_options"] = dict(args.data_option) if args.data_option else None
     overrides.pop("data_option")
+    overrides["weights"] = {k: str(v) for k, v in args.weights} if args.weights else None
     cfg = load_config(args.config, overrides)
     outcome = run(cfg, command="python -m bench " + " ".join(shlex.quote(a) for a in argv))
     table = outcome.result.table()

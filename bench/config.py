@@ -31,6 +31,7 @@ class RunConfig:
     workers: int = 0  # data-loading processes
     metrics: tuple[str, ...] = ("fid", "kid")
     inception_weights: str | None = None  # path to the torch-fidelity InceptionV3 weights
+    weights: dict[str, str] = field(default_factory=dict)  # other pretrained files by name, e.g. vgg16
     allow_standin: bool | None = (
         None  # use a non-standard extractor if no standard weights; default: synthetic data only
     )

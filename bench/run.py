@@ -26,12 +26,12 @@ from bench.errors import BenchError
 from bench.evaluate.evaluator import Evaluator
 from bench.evaluate.extract import InceptionFeatures
 from bench.evaluate.metrics import MetricOptions
-from bench.evaluate.weights import ExtractorWeights, resolve_inception
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
 from bench.results import RunResult
 from bench.track import LossLog, MlflowTracker, NullTracker, TrackedRun, Tracker
 from bench.train import Checkpointer, TrainPlan, default_total_steps, train
+from bench.weights import ResolvedWeights, resolve_weights
 from methods.base import ConfigError, Method
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ class _Session:
     preset: str
     data: TwoDomainDataset
     accelerator: Accelerator
-    weights: ExtractorWeights
+    weights: ResolvedWeights
+    pretrained: dict[str, dict[str, ResolvedWeights]]  # per method: networks its losses use
     evaluator: Evaluator
     tracker: Tracker
     result: RunResult
@@ -148,7 +149,15 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
     with accelerator.main_process_first():
         data: TwoDomainDataset = spec.open(Path(cfg.data_root) if cfg.data_root else None, dict(cfg.data_options))
     allow_standin = spec.synthetic if cfg.allow_standin is None else cfg.allow_standin
-    weights = resolve_inception(cfg.inception_weights, allow_standin)  # before training: fail fast
+    # Every weights file is found and checked before anything trains, so a missing one fails fast.
+    weights = resolve_weights("inception", cfg.inception_weights or cfg.weights.get("inception"), allow_standin)
+    pretrained = {
+        name: {
+            network: resolve_weights(network, cfg.weights.get(network), allow_standin and standin_ok)
+            for network, standin_ok in cls.pretrained_networks(method_cfg).items()
+        }
+        for name, cls, method_cfg in plan_methods
+    }
     if tracker is None:
         tracker = MlflowTracker() if cfg.track and accelerator.is_main_process else NullTracker()
     run_id = broadcast_object_list([new_run_id(cfg.dataset)])[0]  # every process writes under one id
@@ -158,6 +167,7 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
         data=data,
         accelerator=accelerator,
         weights=weights,
+        pretrained=pretrained,
         evaluator=Evaluator(
             data,
             InceptionFeatures(weights, accelerator.device),
@@ -197,6 +207,11 @@ def _run_method(s: _Session, name: str, cls: type[Method], method_cfg: Any) -> T
     run_id = s.result.run_id
     set_seed(cfg.seed)  # weight initialisation draws from the global generators
     method = cls(method_cfg)
+    for network, resolved in s.pretrained[name].items():
+        method.attach_pretrained(network, str(resolved.path) if resolved.path else None)
+    pretrained = {
+        n: {"label": r.label, "sha256": r.sha256, "standard": r.standard} for n, r in s.pretrained[name].items()
+    }
     total = cfg.steps or default_total_steps(method, data, method_cfg.batch_size)
     fingerprint = {
         "method": name,
@@ -217,7 +232,7 @@ def _run_method(s: _Session, name: str, cls: type[Method], method_cfg: Any) -> T
         (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
     tracked = s.tracker.start_run(
         f"{name}-{data.name}-seed{cfg.seed}",
-        params={"run": s.result.config, "method": method_cfg.to_dict(), "total_steps": total},
+        params={"run": s.result.config, "method": method_cfg.to_dict(), "total_steps": total, "pretrained": pretrained},
         tags={
             "bench_run_id": run_id,
             "method": name,
@@ -233,6 +248,8 @@ def _run_method(s: _Session, name: str, cls: type[Method], method_cfg: Any) -> T
         "preset": s.preset,
         "config": method_cfg.to_dict(),
         "parameters": method.parameter_counts(),
+        "pretrained": pretrained,
+        "directions": list(method.directions),
         "status": "running",
         "error": None,
         "train": None,

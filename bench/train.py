@@ -119,11 +119,16 @@ def restore(method: Method, payload: dict[str, Any]) -> int:
 
 @torch.no_grad()
 def sample_grid(method: Method, inputs_a: torch.Tensor, inputs_b: torch.Tensor, device: torch.device) -> Image.Image:
-    """Rows: A inputs, their A->B translations, B inputs, their B->A translations (uint8 inputs)."""
+    """Rows: A inputs, their A->B translations, B inputs, their B->A translations (uint8 inputs).
+
+    Directions the method does not translate are left out.
+    """
     was_training = method.training
     method.eval()
     rows = []
     for direction, inputs in (("a2b", inputs_a), ("b2a", inputs_b)):
+        if direction not in method.directions:
+            continue
         x = uint8_to_float(inputs).to(device)
         generator = torch.Generator(device=device).manual_seed(SAMPLE_SEED)
         y = method.translate(x, direction, generator=generator)  # type: ignore[arg-type]

@@ -39,9 +39,9 @@ def test_inception_features_batch_50(benchmark, tmp_path_factory) -> None:
 
     os.environ.setdefault("BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
     from bench.evaluate.extract import InceptionFeatures
-    from bench.evaluate.weights import resolve_inception
+    from bench.weights import resolve_weights
 
-    features = InceptionFeatures(resolve_inception(None, allow_standin=True))
+    features = InceptionFeatures(resolve_weights("inception", None, allow_standin=True))
     images = (torch.rand(50, 3, 64, 64) * 255).to(torch.uint8)
     benchmark.pedantic(features, args=(images,), rounds=3, iterations=1)
 

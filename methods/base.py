@@ -163,7 +163,25 @@ class Method(nn.Module, ABC):
         for attr in self.networks:
             unwrap(getattr(self, attr)).load_state_dict(state[attr])
 
+    @classmethod
+    def pretrained_networks(cls, config: MethodConfig) -> dict[str, bool]:
+        """Pretrained networks this config's losses need, by harness catalogue name ("vgg16", ...).
+
+        Each maps to whether a random stand-in is acceptable (tiny presets) or not (paper presets). The
+        harness finds and checks the files and passes them to `attach_pretrained` before training.
+        """
+        return {}
+
+    def attach_pretrained(self, name: str, path: str | None) -> None:
+        """Load pretrained network `name` from the published state_dict at `path`; None means a random stand-in."""
+        raise ConfigError(f"{self.name} uses no pretrained network {name!r}")
+
     # -- inference --------------------------------------------------------------------------------
+    @property
+    def directions(self) -> tuple[Direction, ...]:
+        """The directions this configuration trains and translates; the harness evaluates only these."""
+        return DIRECTIONS
+
     @abstractmethod
     def translate(
         self,

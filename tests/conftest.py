@@ -33,9 +33,9 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def standin(private_cache: Path):
     """The stand-in extractor weights, written once per session."""
-    from bench.evaluate.weights import resolve_inception
+    from bench.weights import resolve_weights
 
-    return resolve_inception(None, allow_standin=True)
+    return resolve_weights("inception", None, allow_standin=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 
@@ -11,12 +12,12 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from bench import weights as weights_module
 from bench.data.toyfaces import render_face, sample_factors
 from bench.errors import WeightsError
-from bench.evaluate import weights as weights_module
 from bench.evaluate.extract import InceptionFeatures
 from bench.evaluate.fidkid import default_kid_subset_size, features_to_fid, features_to_kid, features_to_statistics
-from bench.evaluate.weights import NON_STANDARD, resolve_inception, sha256_file
+from bench.weights import NON_STANDARD, resolve_weights, sha256_file
 
 
 # -- pure math --------------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def inception_file(standin, tmp_path: Path) -> Path:
 def test_missing_weights_stop_the_run_with_instructions(monkeypatch) -> None:
     monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS", raising=False)
     with pytest.raises(WeightsError) as info:
-        resolve_inception(None, allow_standin=False)
+        resolve_weights("inception", None, allow_standin=False)
     message = str(info.value)
     for needle in ("--inception-weights", "BENCH_INCEPTION_WEIGHTS", "hub", "6726825d", "--allow-standin"):
         assert needle in message
@@ -102,26 +103,28 @@ def test_standin_is_labelled_non_standard(standin) -> None:
 def test_lookup_order_flag_then_environment_then_hub(inception_file: Path, tmp_path: Path, monkeypatch) -> None:
     other = tmp_path / "other.pth"
     other.write_bytes(inception_file.read_bytes())
-    hub = weights_module.hub_cache_path()
+    hub = weights_module.hub_cache_path(weights_module.CATALOGUE["inception"])
     hub.parent.mkdir(parents=True, exist_ok=True)
     hub.write_bytes(inception_file.read_bytes())
     try:
         monkeypatch.setenv("BENCH_INCEPTION_WEIGHTS", str(other))
-        assert resolve_inception(str(inception_file), allow_standin=True).source == "--inception-weights"
-        assert resolve_inception(None, allow_standin=True).source == "$BENCH_INCEPTION_WEIGHTS"
+        assert resolve_weights("inception", str(inception_file), allow_standin=True).source == "--inception-weights"
+        assert resolve_weights("inception", None, allow_standin=True).source == "$BENCH_INCEPTION_WEIGHTS"
         monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS")
-        assert resolve_inception(None, allow_standin=True).source == "torch hub cache"
+        assert resolve_weights("inception", None, allow_standin=True).source == "torch hub cache"
     finally:
         hub.unlink()
 
 
 def test_published_hash_prefix_makes_a_file_standard(inception_file: Path, monkeypatch) -> None:
-    with pytest.raises(WeightsError, match="not the standard FID weights"):
-        resolve_inception(str(inception_file), allow_standin=False)
-    user = resolve_inception(str(inception_file), allow_standin=True)
+    with pytest.raises(WeightsError, match="not the standard inception weights"):
+        resolve_weights("inception", str(inception_file), allow_standin=False)
+    user = resolve_weights("inception", str(inception_file), allow_standin=True)
     assert not user.standard and NON_STANDARD in user.label
-    monkeypatch.setattr(weights_module, "INCEPTION_SHA256_PREFIX", sha256_file(inception_file)[:8])
-    official = resolve_inception(str(inception_file), allow_standin=False)
+    published = weights_module.CATALOGUE["inception"]
+    renamed = f"https://example.invalid/weights-inception-{sha256_file(inception_file)[:8]}.pth"
+    monkeypatch.setitem(weights_module.CATALOGUE, "inception", dataclasses.replace(published, url=renamed))
+    official = resolve_weights("inception", str(inception_file), allow_standin=False)
     assert official.standard and official.extractor == "inception-v3-compat"
 
 
@@ -134,12 +137,12 @@ def test_a_pickle_with_code_is_rejected_before_torch_fidelity_sees_it(tmp_path: 
     path = tmp_path / "evil.pth"
     path.write_bytes(pickle.dumps(Evil()))
     with pytest.raises(WeightsError, match="not a plain PyTorch state_dict"):
-        resolve_inception(str(path), allow_standin=True)
+        resolve_weights("inception", str(path), allow_standin=True)
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "wrong.pth")
     with pytest.raises(WeightsError, match="keys or shapes differ"):
-        resolve_inception(str(tmp_path / "wrong.pth"), allow_standin=True)
+        resolve_weights("inception", str(tmp_path / "wrong.pth"), allow_standin=True)
     with pytest.raises(WeightsError, match="not a file"):
-        resolve_inception(str(tmp_path / "absent.pth"), allow_standin=True)
+        resolve_weights("inception", str(tmp_path / "absent.pth"), allow_standin=True)
 
 
 # -- images through the real extractor ------------------------------------------------------------------
@@ -179,3 +182,24 @@ def test_fid_and_kid_rank_degraded_images_worse(extractor: InceptionFeatures) ->
     for degraded in (f_blur, f_shift):
         assert features_to_fid(degraded, f_other) > 1.5 * floor_fid
         assert features_to_kid(degraded, f_other, 16, 100, 0).mean > 2 * max(floor_kid.mean, 0.0)
+
+
+def test_lpips_backbones_resolve_like_every_other_weight(tmp_path: Path, monkeypatch) -> None:
+    from torchvision.models.vgg import cfgs, make_layers
+
+    monkeypatch.delenv("BENCH_VGG16_WEIGHTS", raising=False)
+    with pytest.raises(WeightsError) as info:
+        resolve_weights("vgg16", None, allow_standin=False)
+    for needle in ("--weights vgg16=PATH", "BENCH_VGG16_WEIGHTS", "vgg16-397923af.pth", "397923af"):
+        assert needle in str(info.value)
+    standin = resolve_weights("vgg16", None, allow_standin=True)
+    assert standin.path is None and not standin.standard and NON_STANDARD in standin.label
+
+    path = tmp_path / "vgg16.pth"  # the features part of torchvision's file is all LPIPS needs
+    torch.save({f"features.{k}": v for k, v in make_layers(cfgs["D"]).state_dict().items()}, path)
+    monkeypatch.setenv("BENCH_VGG16_WEIGHTS", str(path))
+    user = resolve_weights("vgg16", None, allow_standin=True)
+    assert user.path == path and user.source == "$BENCH_VGG16_WEIGHTS" and not user.standard
+    torch.save({"features.0.weight": torch.zeros(1)}, path)
+    with pytest.raises(WeightsError, match="keys or shapes differ"):
+        resolve_weights("vgg16", None, allow_standin=True)

@@ -69,7 +69,7 @@ class Evaluator:
         method.eval()
         device = next(method.parameters()).device
         rows = []
-        for direction in DIRECTIONS:
+        for direction in method.directions:
             source, target = SOURCE_AND_TARGET[direction]
             inputs = self.data.split("test", source).load_all(method.config.image_size, self.limit)
             fakes = translate_set(

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from bench.evaluate.weights import ExtractorWeights, validate_inception_file
+from bench.weights import CATALOGUE, ResolvedWeights, validate_weights_file
 
 # torch-fidelity resizes uint8 inputs to 299x299 with TF1-compatible bilinear interpolation inside the network.
 INCEPTION_PREPROCESSING = "uint8 -> torch-fidelity TF1 bilinear resize to 299"
@@ -15,8 +15,10 @@ INCEPTION_PREPROCESSING = "uint8 -> torch-fidelity TF1 bilinear resize to 299"
 class InceptionFeatures:
     """2048-d pool features of torch-fidelity's InceptionV3 for uint8 image batches."""
 
-    def __init__(self, weights: ExtractorWeights, device: torch.device | str = "cpu") -> None:
-        validate_inception_file(weights.path)  # torch-fidelity itself unpickles without weights_only
+    def __init__(self, weights: ResolvedWeights, device: torch.device | str = "cpu") -> None:
+        if weights.name != "inception" or weights.path is None:
+            raise ValueError(f"InceptionFeatures needs an Inception weights file, got {weights}")
+        validate_weights_file(CATALOGUE["inception"], weights.path)  # torch-fidelity unpickles without weights_only
         self.weights = weights
         self.device = torch.device(device)
         model = FeatureExtractorInceptionV3(STANDARD_NAME, ["2048"], feature_extractor_weights_path=str(weights.path))

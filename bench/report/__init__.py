@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.evaluate.weights import NON_STANDARD  # noqa: E402
 from bench.registry import METRICS  # noqa: E402
 from bench.results import RunResult  # noqa: E402
+from bench.weights import NON_STANDARD  # noqa: E402
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),

@@ -1,0 +1,302 @@
+"""Finding and verifying pretrained weights (Inception for FID/KID, VGG16 and AlexNet for LPIPS), and the
+stand-ins used when they cannot be had.
+
+Lookup order for every entry: the command-line flag (`--weights NAME=PATH`; `--inception-weights` for
+Inception), then the environment variable `BENCH_<NAME>_WEIGHTS`, then the torch hub cache where
+torch-fidelity and torchvision download them. A file is *standard* only if its sha256 starts with the
+8 hex digits its published name carries (the torch hub convention). Every file is opened with
+`torch.load(weights_only=True)` and its keys and shapes are checked before any library loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+
+from bench.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV_VAR = "BENCH_CACHE"
+NON_STANDARD = "non-standard extractor"
+STANDIN_SEED = 0
+STANDIN_FEATURE_MEAN = 0.3  # order of magnitude of the published Inception's pool features
+STANDIN_VERSION = 4  # bump when write_inception_standin changes, so an old file is not reused under a new id
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    """A published weights file the harness knows how to find and check."""
+
+    name: str
+    standard_id: str  # extractor id shown next to numbers computed with the published file
+    url: str
+    used_for: str
+    expected_shapes: Callable[[], dict[str, tuple[int, ...]]]  # the state_dict a file must hold
+    write_standin: Callable[[Path], None] | None  # None: the consumer initialises random weights itself
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def sha256_prefix(self) -> str:
+        return self.filename.rsplit("-", 1)[-1].split(".")[0]
+
+    @property
+    def env_var(self) -> str:
+        return f"BENCH_{self.name.upper()}_WEIGHTS"
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}-weights" if self.name == "inception" else f"--weights {self.name}=PATH"
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    name: str
+    extractor: str  # id shown next to every number
+    path: Path | None  # None: random weights initialised by the consumer (a stand-in)
+    sha256: str  # of the file; "" for random weights
+    standard: bool
+    source: str  # where the file was found
+
+    @property
+    def label(self) -> str:
+        return self.extractor if self.standard else f"{self.extractor} ({NON_STANDARD})"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "i2i-bench")
+
+
+def hub_cache_path(known: KnownWeights) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / known.filename
+
+
+# -- InceptionV3 (torch-fidelity) ----------------------------------------------------------------------
+class _InceptionSkeleton(FeatureExtractorInceptionV3):
+    """torch-fidelity's InceptionV3 with its layers but without loading any file."""
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):  # type: ignore[override]
+        return None
+
+
+def inception_skeleton() -> nn.Module:
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.pt"
+        torch.save({}, empty)
+        return _InceptionSkeleton("skeleton", ["2048"], feature_extractor_weights_path=str(empty))
+
+
+def _inception_shapes() -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in inception_skeleton().state_dict().items()}
+
+
+def write_inception_standin(path: Path, seed: int = STANDIN_SEED) -> None:
+    """InceptionV3 with fixed-seed random weights whose features still vary from image to image.
+
+    Convolutions get He-normal weights; each batch norm then takes the statistics of a fixed-seed batch
+    of synthetic faces, so every layer is normalised and the pooled features keep the differences
+    between images (uncalibrated random weights give near-constant features, hence FID ~0).
+    """
+    model = inception_skeleton()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+            elif isinstance(module, nn.BatchNorm2d):
+                module.reset_parameters()
+                module.momentum = None  # running stats = plain average over the calibration batch
+            elif isinstance(module, nn.Linear):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / module.in_features**0.5)
+                module.bias.zero_()
+        model.train()
+        calibration = _calibration_images(48, generator)
+        model(calibration)
+        model.eval()
+        # Scale the last block's output convolutions (ReLU is positively homogeneous) so that pooled
+        # features of the calibration batch average STANDIN_FEATURE_MEAN: unscaled (~3), the cubic KID
+        # kernel is dominated by feature magnitude.
+        (features,) = model(calibration)
+        factor = STANDIN_FEATURE_MEAN / float(features.mean())
+        block = model.Mixed_7c
+        for branch in (
+            block.branch1x1,
+            block.branch3x3_2a,
+            block.branch3x3_2b,
+            block.branch3x3dbl_3a,
+            block.branch3x3dbl_3b,
+            block.branch_pool,
+        ):
+            branch.bn.weight.mul_(factor)
+            branch.bn.bias.mul_(factor)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def _calibration_images(n: int, generator: torch.Generator, size: int = 64) -> torch.Tensor:
+    """(n, 3, size, size) uint8: rendered toyfaces of both domains, the stand-in's only use being demos."""
+    from bench.data.toyfaces import render_face, sample_factors
+
+    rng = np.random.default_rng(int(torch.randint(0, 2**31, (), generator=generator)))
+    faces = [np.asarray(render_face(sample_factors(rng), "AB"[i % 2], size, noise_seed=i)) for i in range(n)]
+    return torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).contiguous()
+
+
+# -- torchvision backbones of LPIPS ------------------------------------------------------------------------
+def _features_shapes(build: Callable[[], nn.Module]) -> Callable[[], dict[str, tuple[int, ...]]]:
+    """Shapes of the `features.*` entries of a torchvision classifier (all that LPIPS uses)."""
+
+    def shapes() -> dict[str, tuple[int, ...]]:
+        return {f"features.{k}": tuple(v.shape) for k, v in build().state_dict().items()}
+
+    return shapes
+
+
+def _vgg16_features() -> nn.Module:
+    from torchvision.models.vgg import cfgs, make_layers
+
+    return make_layers(cfgs["D"])
+
+
+def _alexnet_features() -> nn.Module:
+    from torchvision.models import alexnet
+
+    return alexnet().features
+
+
+CATALOGUE: dict[str, KnownWeights] = {
+    "inception": KnownWeights(
+        "inception", "inception-v3-compat", URL_INCEPTION_V3, "FID and KID", _inception_shapes, write_inception_standin
+    ),
+    "vgg16": KnownWeights(
+        "vgg16",
+        "vgg16-imagenet",
+        "https://download.pytorch.org/models/vgg16-397923af.pth",
+        "LPIPS (VGG) losses",
+        _features_shapes(_vgg16_features),
+        None,
+    ),
+    "alexnet": KnownWeights(
+        "alexnet",
+        "alexnet-imagenet",
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        "LPIPS (AlexNet) metrics",
+        _features_shapes(_alexnet_features),
+        None,
+    ),
+}
+
+
+def validate_weights_file(known: KnownWeights, path: Path) -> None:
+    """Raise WeightsError unless `path` is a plain tensor state_dict with the expected keys and shapes.
+
+    Extra keys are allowed (torchvision's files hold classifier layers LPIPS does not use).
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a pickle with code in it, a truncated file, not a torch file at all
+        raise WeightsError(f"{path} is not a plain PyTorch state_dict ({type(error).__name__}: {error})") from error
+    expected = known.expected_shapes()
+    if not isinstance(state, dict) or any(
+        k not in state or not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != shape
+        for k, shape in expected.items()
+    ):
+        raise WeightsError(f"{path} does not hold {known.name} weights (keys or shapes differ).")
+
+
+MISSING_HELP = """\
+No standard {name} weights (used for {used_for}) were found. Looked at:
+{looked}
+Download {url}
+(sha256 starting {prefix}) on a machine with internet access, then do one of:
+  - copy it to {hub}
+  - pass {flag} (the path to {filename})
+  - export {env}=/path/to/{filename}
+{standin_hint}"""
+
+
+def resolve_weights(name: str, flag_path: str | None, allow_standin: bool) -> ResolvedWeights:
+    """The weights `name` will use, or WeightsError with instructions when none may be used."""
+    known = CATALOGUE[name]
+    looked = []
+    for source, value in ((known.flag, flag_path), (f"${known.env_var}", os.environ.get(known.env_var) or None)):
+        if value is None:
+            looked.append(f"  {source}: not given")
+            continue
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"{source} points to {path}, which is not a file.")
+        return _checked(known, path, source, allow_standin)
+    hub = hub_cache_path(known)
+    if hub.is_file():
+        return _checked(known, hub, "torch hub cache", allow_standin)
+    looked.append(f"  torch hub cache: {hub} (absent)")
+    if not allow_standin:
+        raise WeightsError(
+            MISSING_HELP.format(
+                name=name,
+                used_for=known.used_for,
+                looked="\n".join(looked),
+                url=known.url,
+                prefix=known.sha256_prefix,
+                hub=hub,
+                flag=known.flag,
+                filename=known.filename,
+                env=known.env_var,
+                standin_hint=(
+                    f'Or add --allow-standin to use random weights instead: the results are labelled "{NON_STANDARD}"\n'
+                    "and cannot be compared with published ones (for a method's losses, only tiny presets allow this)."
+                ),
+            )
+        )
+    log.warning("%s: no published weights; using a stand-in with random weights (%s)", name, NON_STANDARD)
+    if known.write_standin is None:
+        return ResolvedWeights(name, f"{name}-random-init", None, "", False, "stand-in")
+    standin_id = f"{known.standard_id}-standin-v{STANDIN_VERSION}-seed{STANDIN_SEED}"
+    path = cache_dir() / f"{standin_id}.pt"
+    if not path.is_file():
+        log.info("writing the %s stand-in (random weights, seed %d) to %s", name, STANDIN_SEED, path)
+        known.write_standin(path)
+    validate_weights_file(known, path)
+    return ResolvedWeights(name, standin_id, path, sha256_file(path), False, "stand-in")
+
+
+def _checked(known: KnownWeights, path: Path, source: str, allow_standin: bool) -> ResolvedWeights:
+    validate_weights_file(known, path)
+    digest = sha256_file(path)
+    if digest.startswith(known.sha256_prefix):
+        return ResolvedWeights(known.name, known.standard_id, path, digest, True, source)
+    if not allow_standin:
+        raise WeightsError(
+            f"{path} (from {source}) has sha256 {digest[:16]}..., not the published {known.sha256_prefix}...: "
+            f"these are not the standard {known.name} weights. Supply {known.filename} from {known.url}, "
+            f"or add --allow-standin to use this file with every result labelled '{NON_STANDARD}'."
+        )
+    log.warning(
+        "%s from %s is not the published %s file; results are labelled '%s'", path, source, known.name, NON_STANDARD
+    )
+    return ResolvedWeights(known.name, f"{known.standard_id}-user-{digest[:8]}", path, digest, False, source)
