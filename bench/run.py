@@ -107,8 +107,8 @@ def find_resumable(work_dir: Path, method: str, fingerprint: dict[str, Any]) -> 
     return None
 
 
-def _resolve_methods(cfg: RunConfig, preset: str) -> list[tuple[str, type[Method], Any]]:
-    """Look up every method and build its config before any data is touched, so typos fail fast."""
+def _resolve_methods(cfg: RunConfig, dataset_default: str) -> list[tuple[str, type[Method], str, Any]]:
+    """Look up every method, its preset and config before any data is touched, so typos fail fast."""
     names = list(cfg.methods) or METHODS.names()
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -116,8 +116,9 @@ def _resolve_methods(cfg: RunConfig, preset: str) -> list[tuple[str, type[Method
     resolved = []
     for name in names:
         cls = METHODS.get(name)
+        preset = cfg.preset or cls.Config.default_preset(dataset_default)
         overrides = {"batch_size": cfg.batch_size} if cfg.batch_size else {}
-        resolved.append((name, cls, cls.Config.preset(preset, **overrides)))
+        resolved.append((name, cls, preset, cls.Config.preset(preset, **overrides)))
     return resolved
 
 
@@ -126,7 +127,6 @@ class _Session:
     """What every method of one `bench run` shares."""
 
     cfg: RunConfig
-    preset: str
     data: TwoDomainDataset
     accelerator: Accelerator
     weights: ResolvedWeights
@@ -142,8 +142,7 @@ class _Session:
 
 def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = None) -> Outcome:
     spec: DatasetSpec = DATASETS.get(cfg.dataset)
-    preset = cfg.preset or spec.default_preset
-    plan_methods = _resolve_methods(cfg, preset)
+    plan_methods = _resolve_methods(cfg, spec.default_preset)
     metrics = [METRICS.get(name) for name in cfg.metrics]
     accelerator = Accelerator()
     with accelerator.main_process_first():
@@ -156,14 +155,13 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
             network: resolve_weights(network, cfg.weights.get(network), allow_standin and standin_ok)
             for network, standin_ok in cls.pretrained_networks(method_cfg).items()
         }
-        for name, cls, method_cfg in plan_methods
+        for name, cls, _, method_cfg in plan_methods
     }
     if tracker is None:
         tracker = MlflowTracker() if cfg.track and accelerator.is_main_process else NullTracker()
     run_id = broadcast_object_list([new_run_id(cfg.dataset)])[0]  # every process writes under one id
     session = _Session(
         cfg=cfg,
-        preset=preset,
         data=data,
         accelerator=accelerator,
         weights=weights,
@@ -181,15 +179,15 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
             run_id=run_id,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             command=command,
-            config={**cfg.to_dict(), "preset": preset, "allow_standin": allow_standin},
+            config={**cfg.to_dict(), "allow_standin": allow_standin},
             environment=environment(accelerator),
             dataset=data.summary(),
         ),
     )
     out_dir = Path(cfg.reports_dir) / run_id
     tracked_runs = []
-    for name, cls, method_cfg in plan_methods:
-        tracked_runs.append(_run_method(session, name, cls, method_cfg))
+    for name, cls, preset, method_cfg in plan_methods:
+        tracked_runs.append(_run_method(session, name, cls, preset, method_cfg))
         if session.main:
             session.result.save(out_dir)  # after every method, so a crash keeps what finished
     report = None
@@ -201,7 +199,7 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
     return Outcome(session.result, report, getattr(tracker, "uri", "none"))
 
 
-def _run_method(s: _Session, name: str, cls: type[Method], method_cfg: Any) -> TrackedRun:
+def _run_method(s: _Session, name: str, cls: type[Method], preset: str, method_cfg: Any) -> TrackedRun:
     """Train (or resume) one method, evaluate it and record everything in `s.result`."""
     cfg, data, accelerator = s.cfg, s.data, s.accelerator
     run_id = s.result.run_id
@@ -237,7 +235,7 @@ def _run_method(s: _Session, name: str, cls: type[Method], method_cfg: Any) -> T
             "bench_run_id": run_id,
             "method": name,
             "dataset": data.name,
-            "preset": s.preset,
+            "preset": preset,
             "seed": str(cfg.seed),
             "extractor": s.weights.label,
             "standard": str(s.weights.standard).lower(),
@@ -245,7 +243,7 @@ def _run_method(s: _Session, name: str, cls: type[Method], method_cfg: Any) -> T
         },
     )
     info: dict[str, Any] = {
-        "preset": s.preset,
+        "preset": preset,
         "config": method_cfg.to_dict(),
         "parameters": method.parameter_counts(),
         "pretrained": pretrained,
@@ -285,7 +283,7 @@ def _run_method(s: _Session, name: str, cls: type[Method], method_cfg: Any) -> T
         accelerator.wait_for_everyone()
         if s.main:
             started = time.perf_counter()
-            rows = s.evaluator.evaluate(method, run_id, s.preset, cfg.seed)
+            rows = s.evaluator.evaluate(method, run_id, preset, cfg.seed)
             info["eval_seconds"] = time.perf_counter() - started
             s.result.rows += rows
             suffix = "" if s.weights.standard else "_nonstandard"  # keeps stand-in numbers apart in MLflow

@@ -53,6 +53,13 @@ class MethodConfig:
     epochs: float = 200.0  # training length; one epoch = max(len(trainA), len(trainB)) / batch_size steps
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
+    # When a run names no preset it asks for the dataset's default ("paper" for real data, "tiny" for
+    # synthetic); a method may map that to another of its presets (U-GAT-IT's baseline is the light model).
+    DEFAULT_PRESETS: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def default_preset(cls, dataset_default: str) -> str:
+        return cls.DEFAULT_PRESETS.get(dataset_default, dataset_default)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Self:
