@@ -10,4 +10,20 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "methods.cyclegan:CycleGAN",
         "CycleGAN (Zhu et al. 2017): ResNet generators, PatchGAN, LSGAN + cycle + identity losses",
     ),
+    "ugatit": (
+        "methods.ugatit:UGATIT",
+        "U-GAT-IT (Kim et al. 2020): CAM attention, AdaLIN decoder, global and local discriminators",
+    ),
+    "stargan_v2": (
+        "methods.stargan_v2:StarGANv2",
+        "StarGAN v2 (Choi et al. 2020): style codes from a mapping network or reference images",
+    ),
+    "council": (
+        "methods.council_gan:CouncilGAN",
+        "Council GAN (Nizan & Tal 2020): a council of AdaIN generators that agree, no cycle loss",
+    ),
+    "gnr": (
+        "methods.gnr:GNR",
+        "GANs N' Roses (Chong & Forsyth 2021): StyleGAN2 decoder, style = what survives augmentation",
+    ),
 }
