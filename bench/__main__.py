@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run | list | report`.
+"""Command line: `python -m bench run | list | report | cache | sanity`.
 
 With no arguments, `python -m bench run` is the offline demo: every registered method, tiny preset,
 on the synthetic toyfaces dataset.
@@ -62,7 +62,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, metavar="N")
     p.add_argument("--workers", type=int, help="data-loading processes (default: 0)")
     p.add_argument(
-        "--metrics", type=_csv, help=f"comma-separated metrics (default: fid,kid; known: {','.join(METRICS.names())})"
+        "--metrics",
+        type=_csv,
+        help=f"comma-separated metrics (default: all but fd_dinov2, fd_clip; known: {','.join(METRICS.names())})",
     )
     p.add_argument("--inception-weights", metavar="PATH", help="torch-fidelity InceptionV3 weights file for FID/KID")
     p.add_argument(
@@ -82,7 +84,26 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate only the first N test images per direction")
     p.add_argument("--kid-subset-size", type=int)
     p.add_argument("--kid-subsets", type=int)
+    _add_eval_option(p)
+    p.add_argument(
+        "--no-feature-cache",
+        dest="feature_cache",
+        action="store_false",
+        default=None,
+        help="do not read or write the feature cache of real image sets",
+    )
     p.add_argument("--no-track", dest="track", action="store_false", default=None, help="do not log to MLflow")
+
+
+def _add_eval_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--eval-option",
+        action="append",
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="evaluation setting, repeatable: reference (test|train), styles, dfid_inputs, dfid_styles, "
+        "consistency_inputs, consistency_copies, equivariance_inputs, bootstrap, ci_level, throughput_batch, ...",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,6 +114,18 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list registered methods, datasets and metrics")
     report = sub.add_parser("report", help="rebuild the HTML report of a past run from its results.json")
     report.add_argument("results", type=Path, help="path to results.json")
+    cache = sub.add_parser("cache", help="list or clear the feature cache of real image sets")
+    cache.add_argument("action", choices=("ls", "clear"))
+    sanity = sub.add_parser("sanity", help="check that every metric ranks toyfaces reference translators as it claims")
+    sanity.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
+    sanity.add_argument("--seed", type=int, default=0)
+    sanity.add_argument("--data-root", help="toyfaces parent folder (default: datasets/)")
+    sanity.add_argument("--data-option", action="append", type=_key_value, metavar="KEY=VALUE", help="toyfaces option")
+    sanity.add_argument("--metrics", type=_csv, help="metrics to check (default: every metric the suite has checks for)")
+    sanity.add_argument("--inception-weights", metavar="PATH")
+    sanity.add_argument("--weights", action="append", type=_key_value, metavar="NAME=PATH")
+    sanity.add_argument("--eval-limit", type=int, metavar="N", help="use only the first N test images")
+    _add_eval_option(sanity)
     return p
 
 
@@ -113,6 +146,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     overrides["data_options"] = dict(args.data_option) if args.data_option else None
     overrides.pop("data_option")
     overrides["weights"] = {k: str(v) for k, v in args.weights} if args.weights else None
+    overrides["eval_options"] = dict(args.eval_option) if args.eval_option else None
+    overrides.pop("eval_option")
     cfg = load_config(args.config, overrides)
     outcome = run(cfg, command="python -m bench " + " ".join(shlex.quote(a) for a in argv))
     table = outcome.result.table()
@@ -138,6 +173,42 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from bench.evaluate.cache import FeatureCache
+
+    cache = FeatureCache()
+    if args.action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.root}")
+        return 0
+    entries = cache.entries()
+    print(f"{cache.root}: {len(entries)} entries, {sum(e.bytes for e in entries) / 1e6:.1f} MB")
+    for e in entries:
+        key = e.key
+        print(f"  {e.path.stem[:12]}  {e.created}  {e.count:>6} x  {e.bytes / 1e6:7.2f} MB  {e.label}")
+        print(f"                {key['extractor']} @ {key['resolution']}px, images sha256 {key['content_sha256'][:12]}")
+    return 0
+
+
+def cmd_sanity(args: argparse.Namespace) -> int:
+    from bench.evaluate.cache import FeatureCache
+    from bench.evaluate.evaluator import Evaluator, metric_extractors
+    from bench.evaluate.metrics import EvalOptions
+    from bench.evaluate.sanity import SANITY_METRICS, run_sanity
+    from bench.weights import resolve_weights
+
+    spec = DATASETS.get("toyfaces")
+    data = spec.open(Path(args.data_root) if args.data_root else None, dict(args.data_option or []))
+    metrics = [METRICS.get(name) for name in (args.metrics or SANITY_METRICS)]
+    weights = {k: str(v) for k, v in (args.weights or [])}
+    inception = resolve_weights("inception", args.inception_weights or weights.get("inception"), allow_standin=True)
+    options = EvalOptions.from_dict({**spec.eval_defaults, "seed": args.seed, **dict(args.eval_option or [])})
+    extractors = metric_extractors(metrics, inception, weights, allow_standin=True, device="cpu")
+    evaluator = Evaluator(data, metrics, options, extractors, cache=FeatureCache(), limit=args.eval_limit)
+    result = run_sanity(evaluator, args.direction, args.seed)
+    print(result.render())
+    return 0 if result.passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
@@ -147,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list()
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "cache":
+            return cmd_cache(args)
+        if args.command == "sanity":
+            return cmd_sanity(args)
         return cmd_run(args, argv)
     except (BenchError, ConfigError, UnknownNameError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -29,7 +29,7 @@ class RunConfig:
     sample_every: int = 500  # steps between sample grids (one is always written at the end)
     log_every: int = 1  # the tracker gets each loss averaged over this many steps (raise for long runs)
     workers: int = 0  # data-loading processes
-    metrics: tuple[str, ...] = ("fid", "kid")
+    metrics: tuple[str, ...] = ()  # empty: every registered metric marked default (all but fd_dinov2, fd_clip)
     inception_weights: str | None = None  # path to the torch-fidelity InceptionV3 weights
     weights: dict[str, str] = field(default_factory=dict)  # other pretrained files by name, e.g. vgg16
     allow_standin: bool | None = (
@@ -39,6 +39,8 @@ class RunConfig:
     eval_limit: int | None = None  # translate only the first N test images per direction (smoke runs)
     kid_subset_size: int | None = None  # default: min(1000, n // 2), so subsets differ at n = 100
     kid_subsets: int = 100
+    eval_options: dict[str, Any] = field(default_factory=dict)  # bench.evaluate.metrics.EvalOptions fields
+    feature_cache: bool = True  # keep features of real image sets on disk (see `bench cache ls`)
     track: bool = True  # log to MLflow
 
     def __post_init__(self) -> None:

@@ -88,7 +88,16 @@ DATASETS.register(
     "toyfaces", "bench.data.toyfaces:TOYFACES", "synthetic photo-like vs anime-like faces with known factors"
 )
 
-METRICS.register("fid", "bench.evaluate.metrics:FID", "Frechet Inception Distance (torch-fidelity), lower is better")
-METRICS.register(
-    "kid", "bench.evaluate.metrics:KID", "Kernel Inception Distance, raw (x100 in reports), lower is better"
-)
+_METRICS = {
+    "fid": ("FID", "Frechet Inception Distance (torch-fidelity), lower is better"),
+    "kid": ("KID", "Kernel Inception Distance, raw (x100 in reports), lower is better"),
+    "lpips_diversity": ("LPIPS_DIVERSITY", "mean LPIPS(AlexNet) between outputs of one input under random styles"),
+    "dfid": ("DFID", "diversity FID: outputs of one input under many styles vs the real target set"),
+    "style_consistency": ("STYLE_CONSISTENCY", "style spread across augmented copies / across styles, lower is better"),
+    "content_equivariance": ("CONTENT_EQUIVARIANCE", "LPIPS between G(T(x)) and T(G(x)) for flips and small affines"),
+    "throughput": ("THROUGHPUT", "images/s, ms per image (p50, p95), FLOPs, parameters, peak memory"),
+    "fd_dinov2": ("FD_DINOV2", "Frechet distance of DINOv2 ViT-S/14 features (optional, off by default)"),
+    "fd_clip": ("FD_CLIP", "Frechet distance of CLIP ViT-B/32 features (optional, off by default)"),
+}
+for _name, (_attribute, _description) in _METRICS.items():
+    METRICS.register(_name, f"bench.evaluate.metrics:{_attribute}", _description)

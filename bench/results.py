@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: confidence intervals (ci_low, ci_high, ci_level)
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,12 @@ class ResultRow:
     protocol: str
     standard: bool  # True only with the published extractor weights
     seed: int
+    ci_low: float = float("nan")  # bootstrap interval over test inputs (NaN: the metric has none)
+    ci_high: float = float("nan")
+    ci_level: float = float("nan")  # e.g. 0.95
 
 
+READABLE_SCHEMAS = {1, 2}
 COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
 
 
@@ -66,9 +70,11 @@ class RunResult:
     @classmethod
     def load(cls, path: Path) -> RunResult:
         data = json.loads(Path(path).read_text())
-        if data.get("schema_version") != SCHEMA_VERSION:
+        if data.get("schema_version") not in READABLE_SCHEMAS:
             raise ValueError(
-                f"{path} has results schema {data.get('schema_version')}, this version reads {SCHEMA_VERSION}"
+                f"{path} has results schema {data.get('schema_version')}; this version of i2i-bench reads "
+                f"{sorted(READABLE_SCHEMAS)}. Use the i2i-bench version that wrote it."
             )
+        data["schema_version"] = SCHEMA_VERSION  # version 1 rows have no intervals: the defaults (NaN) fill them
         data["rows"] = [ResultRow(**row) for row in data["rows"]]
         return cls(**data)

@@ -23,9 +23,9 @@ from accelerate.utils import broadcast_object_list, set_seed
 from bench.config import RunConfig
 from bench.data.folder import DatasetSpec, TwoDomainDataset
 from bench.errors import BenchError
-from bench.evaluate.evaluator import Evaluator
-from bench.evaluate.extract import InceptionFeatures
-from bench.evaluate.metrics import MetricOptions
+from bench.evaluate.cache import FeatureCache
+from bench.evaluate.evaluator import Evaluator, metric_extractors
+from bench.evaluate.metrics import EvalOptions, Metric
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
 from bench.results import RunResult
@@ -143,13 +143,15 @@ class _Session:
 def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = None) -> Outcome:
     spec: DatasetSpec = DATASETS.get(cfg.dataset)
     plan_methods = _resolve_methods(cfg, spec.default_preset)
-    metrics = [METRICS.get(name) for name in cfg.metrics]
+    metrics = selected_metrics(cfg)
+    options = eval_options(cfg, spec.eval_defaults)
     accelerator = Accelerator()
     with accelerator.main_process_first():
         data: TwoDomainDataset = spec.open(Path(cfg.data_root) if cfg.data_root else None, dict(cfg.data_options))
     allow_standin = spec.synthetic if cfg.allow_standin is None else cfg.allow_standin
     # Every weights file is found and checked before anything trains, so a missing one fails fast.
     weights = resolve_weights("inception", cfg.inception_weights or cfg.weights.get("inception"), allow_standin)
+    extractors = metric_extractors(metrics, weights, cfg.weights, allow_standin, accelerator.device)
     pretrained = {
         name: {
             network: resolve_weights(network, cfg.weights.get(network), allow_standin and standin_ok)
@@ -168,9 +170,10 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
         pretrained=pretrained,
         evaluator=Evaluator(
             data,
-            InceptionFeatures(weights, accelerator.device),
             metrics,
-            MetricOptions(cfg.kid_subset_size, cfg.kid_subsets, cfg.seed),
+            options,
+            extractors,
+            cache=FeatureCache() if cfg.feature_cache else None,
             batch_size=cfg.eval_batch_size,
             limit=cfg.eval_limit,
         ),
@@ -179,7 +182,12 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
             run_id=run_id,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             command=command,
-            config={**cfg.to_dict(), "allow_standin": allow_standin},
+            config={
+                **cfg.to_dict(),
+                "allow_standin": allow_standin,
+                "metrics": [m.name for m in metrics],
+                "eval_options": options.__dict__,
+            },
             environment=environment(accelerator),
             dataset=data.summary(),
         ),
@@ -192,11 +200,26 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
             session.result.save(out_dir)  # after every method, so a crash keeps what finished
     report = None
     if session.main:
+        evaluated = sorted({d for info in session.result.methods.values() if info["status"] == "ok" for d in info["directions"]})
+        session.result.rows += session.evaluator.noise_floor(run_id, evaluated)
+        session.result.save(out_dir)
         report = build_report(session.result, out_dir)
         for tracked in tracked_runs:
             for path in (out_dir / "results.json", out_dir / "results.csv", report):
                 tracked.log_artifact(path)
     return Outcome(session.result, report, getattr(tracker, "uri", "none"))
+
+
+def selected_metrics(cfg: RunConfig) -> list[Metric]:
+    """The metrics the user named, or every registered metric marked default."""
+    names = cfg.metrics or tuple(name for name in METRICS.names() if METRICS.get(name).default)
+    return [METRICS.get(name) for name in names]
+
+
+def eval_options(cfg: RunConfig, dataset_defaults: dict[str, Any]) -> EvalOptions:
+    """EvalOptions: the dataset's defaults, the top-level KID settings and seed, then the user's `eval_options`."""
+    values = {"kid_subset_size": cfg.kid_subset_size, "kid_subsets": cfg.kid_subsets, "seed": cfg.seed}
+    return EvalOptions.from_dict({**dataset_defaults, **values, **cfg.eval_options})
 
 
 def _run_method(s: _Session, name: str, cls: type[Method], preset: str, method_cfg: Any) -> TrackedRun:
@@ -286,8 +309,10 @@ def _run_method(s: _Session, name: str, cls: type[Method], preset: str, method_c
             rows = s.evaluator.evaluate(method, run_id, preset, cfg.seed)
             info["eval_seconds"] = time.perf_counter() - started
             s.result.rows += rows
-            suffix = "" if s.weights.standard else "_nonstandard"  # keeps stand-in numbers apart in MLflow
-            tracked.log_metrics({f"{r.metric}_{r.direction}{suffix}": r.value for r in rows})
+            # the suffix keeps stand-in numbers apart from standard ones in MLflow
+            tracked.log_metrics(
+                {f"{r.metric}_{r.direction}{'' if r.standard else '_nonstandard'}": r.value for r in rows}
+            )
         info["status"] = "ok"
     except BenchError as error:  # a diverged method does not cost the others their results
         info["status"], info["error"] = "failed", str(error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from bench.__main__ import main
+from bench.registry import METHODS
 from tests.test_data import _write_mixed_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +149,11 @@ def test_folder_of_mixed_modes_runs_to_the_end_and_reports_the_bad_file(in_tmp: 
     assert code == 0
     result_dir = next((in_tmp / "reports").glob("*"))
     assert "truncated.jpg" in (result_dir / "index.html").read_text()
-    assert len(pd.read_csv(result_dir / "results.csv")) == 4
+    # every registered method ran on the folder at 32 px and was scored in each direction it trains
+    ran = json.loads((result_dir / "results.json").read_text())["methods"]
+    assert set(ran) == set(METHODS.names()) and all(info["status"] == "ok" for info in ran.values())
+    table = pd.read_csv(result_dir / "results.csv")
+    assert len(table) == sum(2 * len(info["directions"]) for info in ran.values())
     (result_dir / "index.html").unlink()
     assert main(["report", str(result_dir / "results.json")]) == 0  # reports rebuild from results alone
     assert "truncated.jpg" in (result_dir / "index.html").read_text()

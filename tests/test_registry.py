@@ -133,17 +133,23 @@ def test_dataset_spec_contract(name: str) -> None:
 
 @pytest.mark.parametrize("name", METRICS.names())
 def test_metric_contract(name: str) -> None:
-    from bench.evaluate.metrics import MetricOptions
+    from bench.evaluate.generate import KINDS
+    from bench.evaluate.metrics import EvalOptions
 
     metric = METRICS.get(name)
-    assert metric.name == name
-    assert dataclasses.is_dataclass(metric)
+    assert metric.name == name and dataclasses.is_dataclass(metric) and METRICS.description(name)
+    assert metric.extractor in ("inception", "lpips", "style", "dinov2", "clip", "none")
+    assert metric.needs in (*KINDS, "timing")
+    assert (metric.higher_is_better is None) == (metric.needs == "timing")
+    if not metric.set_metric:
+        return
+    # a set metric moves away from its ideal value when one set moves away from the other
     generator = torch.Generator().manual_seed(0)
-    real = torch.randn(200, 16, generator=generator, dtype=torch.float64)
-    other = torch.randn(200, 16, generator=generator, dtype=torch.float64)
-    shifted = other + 2.0
-    same = metric.compute(other, real, MetricOptions(seed=0)).value
-    worse = metric.compute(shifted, real, MetricOptions(seed=0)).value
-    better_is_lower = not metric.higher_is_better
-    assert (worse > same) == better_is_lower
-    assert abs(same - metric.ideal) < abs(worse - metric.ideal)
+    real = torch.randn(200, 16, generator=generator, dtype=torch.float64).numpy()
+    other = torch.randn(200, 16, generator=generator, dtype=torch.float64).numpy()
+    options = EvalOptions(bootstrap=20)
+    (same,) = metric.compute(other, real, options)
+    (worse,) = metric.compute(other + 2.0, real, options)
+    assert (worse.value > same.value) == (not metric.higher_is_better)
+    assert abs(same.value - metric.ideal) < abs(worse.value - metric.ideal)
+    assert worse.interval is not None and worse.interval.low <= worse.value <= worse.interval.high * 1.5

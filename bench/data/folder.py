@@ -53,6 +53,7 @@ class DatasetSpec:
     open: Callable[[Path | None, dict[str, Any]], TwoDomainDataset]
     default_preset: str  # the method preset a run uses unless told otherwise
     synthetic: bool  # synthetic data may use a stand-in feature extractor by default
+    eval_defaults: dict[str, Any] = field(default_factory=dict)  # EvalOptions this dataset changes (user's win)
 
 
 def open_folder(root: Path, name: str, image_size: int, missing_help: str = "") -> TwoDomainDataset:

@@ -1,108 +1,226 @@
-"""Translate the test set once per (method, direction) and score it with every requested metric."""
+"""Score a translator with every requested metric: generate once, extract once, compute pure metrics.
+
+The evaluator owns the extractors (built on first use), the feature cache of real image sets and the
+run's evaluation options; it works on anything with the Translator protocol, so trained methods and
+the sanity suite's reference translators go through the same code.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 from torch import Tensor
 
 from bench.data.folder import TwoDomainDataset
-from bench.data.images import float_to_uint8, uint8_to_float
 from bench.data.loader import mix_seed
-from bench.evaluate.extract import INCEPTION_PREPROCESSING, InceptionFeatures
-from bench.evaluate.metrics import MetricOptions, SetMetric
+from bench.evaluate.cache import CacheKey, FeatureCache
+from bench.evaluate.extract import InceptionFeatures, LpipsDistance, StyleStatistics, TorchFidelityFeatures
+from bench.evaluate.generate import Generation, pairs_of
+from bench.evaluate.metrics import EvalOptions, Metric, MetricValue
+from bench.evaluate.throughput import measure_throughput
+from bench.evaluate.translator import Translator
 from bench.results import ResultRow
-from methods.base import DIRECTIONS, Method
+from bench.weights import ResolvedWeights, resolve_weights
+from methods.base import DIRECTIONS
+
+log = logging.getLogger(__name__)
 
 SOURCE_AND_TARGET = {"a2b": ("A", "B"), "b2a": ("B", "A")}
-
-
-@torch.no_grad()
-def translate_set(
-    method: Method, images: Tensor, direction: str, batch_size: int, device: torch.device, out_size: int, seed: int
-) -> Tensor:
-    """(N, 3, s, s) uint8 inputs at the method's size -> (N, 3, out_size, out_size) uint8 translations.
-
-    Outputs are clamped to [-1, 1] (some generators end without tanh), resized with antialiased bicubic
-    when the method works at another size than the evaluation, and rounded to uint8 once.
-    """
-    generator = torch.Generator(device=device).manual_seed(seed)
-    out = []
-    for chunk in images.split(batch_size):
-        y = method.translate(uint8_to_float(chunk).to(device), direction, generator=generator)  # type: ignore[arg-type]
-        y = y.float().clamp(-1, 1)
-        if y.shape[-1] != out_size or y.shape[-2] != out_size:
-            y = F.interpolate(y, size=(out_size, out_size), mode="bicubic", antialias=True, align_corners=False)
-        out.append(float_to_uint8(y).cpu())
-    return torch.cat(out)
+NOISE_FLOOR = "real_vs_real"  # the method name of noise-floor rows
 
 
 @dataclass
 class Evaluator:
-    """Holds the extractor and the real-set features, which every method of a run shares."""
-
     data: TwoDomainDataset
-    features: InceptionFeatures
-    metrics: list[SetMetric]
-    options: MetricOptions
+    metrics: list[Metric]
+    options: EvalOptions
+    extractors: dict[str, Callable[[], Any]]  # extractor name -> factory, built on first use
+    cache: FeatureCache | None = None  # None: real-set features are not stored on disk
     batch_size: int = 50
     limit: int | None = None  # translate only the first N test images per direction
-    _real: dict[str, Tensor] = field(default_factory=dict)
+    _built: dict[str, Any] = field(default_factory=dict)
+    _real: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
 
-    def real_features(self, domain: str) -> Tensor:
-        """Features of the full real test set of `domain`, computed once per run."""
-        if domain not in self._real:
-            images = self.data.split("test", domain).load_all(self.data.image_size)
-            self._real[domain] = self.features(images, self.batch_size)
-        return self._real[domain]
+    def extractor(self, name: str) -> Any:
+        if name not in self._built:
+            self._built[name] = self.extractors[name]()
+        return self._built[name]
 
-    def preprocessing(self, method_size: int) -> str:
-        size = self.data.image_size
-        fake = f"fake: generated at {method_size}px, clamped to [-1,1]"
-        if method_size != size:
-            fake += f", antialiased bicubic to {size}px"
-        return f"real: Pillow bicubic to {size}px, uint8; {fake}, rounded to uint8; {INCEPTION_PREPROCESSING}"
+    # -- real sets ----------------------------------------------------------------------------------------
+    def real_features(self, extractor: str, domain: str) -> np.ndarray:
+        """Features of the reference split of `domain`: from memory, the disk cache, or computed."""
+        split = self.options.reference
+        key = (extractor, split, domain)
+        if key not in self._real:
+            images = self.data.split(split, domain)
+            network = self.extractor(extractor)
+            size = self.data.image_size
 
-    def evaluate(self, method: Method, run_id: str, preset: str, seed: int) -> list[ResultRow]:
-        method.eval()
-        device = next(method.parameters()).device
+            def compute() -> Tensor:
+                return network(images.load_all(size), self.batch_size)
+
+            if self.cache is None:
+                features = compute()
+            else:
+                cache_key = CacheKey(network.id, network.weights_sha256, network.preprocessing, size, images.content_hash())
+                label = f"{self.data.name} {split}{domain} ({len(images)} images, {network.label})"
+                features = self.cache.features(cache_key, label, compute)
+            self._real[key] = features.numpy()
+        return self._real[key]
+
+    # -- one translator -----------------------------------------------------------------------------------
+    def evaluate(self, translator: Translator, run_id: str, preset: str, seed: int) -> list[ResultRow]:
+        translator.eval()
         rows = []
-        for direction in method.directions:
+        for direction in translator.directions:
             source, target = SOURCE_AND_TARGET[direction]
-            inputs = self.data.split("test", source).load_all(method.config.image_size, self.limit)
-            fakes = translate_set(
-                method,
+            inputs = self.data.split("test", source).load_all(translator.config.image_size, self.limit)
+            generation = Generation(
+                translator,
                 inputs,
                 direction,
-                self.batch_size,
-                device,
                 self.data.image_size,
                 mix_seed(seed, DIRECTIONS.index(direction)),
+                self.batch_size,
             )
-            fake_features = self.features(fakes, self.batch_size)
-            real_features = self.real_features(target)
             for metric in self.metrics:
-                value = metric.compute(fake_features, real_features, self.options)
-                rows.append(
-                    ResultRow(
-                        run_id=run_id,
-                        method=method.name,
-                        preset=preset,
-                        dataset=self.data.name,
-                        direction=direction,
-                        metric=metric.name,
-                        value=value.value,
-                        n=len(fake_features),
-                        n_ref=len(real_features),
-                        reference=f"test{target}",
-                        extractor=self.features.weights.label,
-                        weights_sha256=self.features.weights.sha256,
-                        preprocessing=self.preprocessing(method.config.image_size),
-                        protocol=value.protocol,
-                        standard=self.features.weights.standard,
-                        seed=seed,
-                    )
-                )
+                started = time.perf_counter()
+                values = self._compute(metric, generation, target, translator)
+                log.info("%s %s %s: %.1f s", translator.name, direction, metric.name, time.perf_counter() - started)
+                rows += [
+                    self._row(metric, value, run_id, translator.name, preset, direction, seed, translator.config.image_size)
+                    for value in values
+                ]
         return rows
+
+    def _compute(self, metric: Metric, g: Generation, target: str, translator: Translator) -> list[MetricValue]:
+        o = self.options
+        if metric.needs == "outputs":
+            fake = self.extractor(metric.extractor)(g.outputs, self.batch_size).numpy()
+            return metric.compute(fake, self.real_features(metric.extractor, target), o)
+        if metric.needs == "styles":
+            sets = g.style_sets(o.styles)
+            lpips = self.extractor("lpips")
+            pairwise = [lpips(sets[:, i], sets[:, j], self.batch_size).numpy() for i, j in pairs_of(o.styles)]
+            return metric.compute(np.stack(pairwise, 1), o)
+        if metric.needs == "dfid":
+            sets = g.dfid_sets(o.dfid_inputs, o.dfid_styles)
+            network = self.extractor(metric.extractor)
+            per_input = [network(outputs, self.batch_size).numpy() for outputs in sets]
+            return metric.compute(per_input, self.real_features(metric.extractor, target), o)
+        if metric.needs == "augmented":
+            augmented, by_style = g.augmented(o.consistency_inputs, o.consistency_copies)
+            stats = self.extractor("style")
+
+            def of(sets: Tensor) -> np.ndarray:
+                return stats(sets.flatten(0, 1), self.batch_size).numpy().reshape(*sets.shape[:2], -1)
+
+            single = stats(g.outputs, self.batch_size).numpy()
+            return metric.compute(of(augmented), None if by_style is None else of(by_style), single, o)
+        if metric.needs == "equivariance":
+            lpips = self.extractor("lpips")
+            pairs = g.equivariance(o.equivariance_inputs)
+            distances = np.stack([lpips(a, b, self.batch_size).numpy() for a, b in pairs.values()], 1)
+            return metric.compute(distances, o)
+        if metric.needs == "timing":
+            batches = (1, o.throughput_batch) if o.throughput_batch > 1 else (1,)
+            measured = measure_throughput(
+                translator, g.direction, batches, iterations=o.throughput_iterations, seed=g.seed
+            )
+            counts = getattr(translator, "parameter_counts", lambda: {})()
+            return metric.compute(measured, sum(counts.values()), o)
+        raise ValueError(f"metric {metric.name} needs {metric.needs!r}, which the evaluator does not produce")
+
+    def _row(
+        self, metric: Metric, value: MetricValue, run_id: str, method: str, preset: str, direction: str, seed: int,
+        fake_size: int | None,
+    ) -> ResultRow:
+        """A results row; `fake_size` None for rows that compare real images only (the noise floor)."""
+        target = SOURCE_AND_TARGET[direction][1]
+        if metric.extractor == "none":
+            extractor, sha, standard, preprocessing = "none", "", True, "random inputs at working size"
+        else:
+            network = self.extractor(metric.extractor)
+            extractor, sha, standard = network.label, network.weights_sha256, network.standard
+            images = self.preprocessing(fake_size)
+            preprocessing = f"{images}; {network.preprocessing}"
+        interval = value.interval
+        return ResultRow(
+            run_id=run_id,
+            method=method,
+            preset=preset,
+            dataset=self.data.name,
+            direction=direction,
+            metric=value.name or metric.name,
+            value=value.value,
+            n=value.n,
+            n_ref=value.n_ref,
+            reference=f"{self.options.reference}{target}" if metric.set_metric or metric.needs == "dfid" else "",
+            extractor=extractor,
+            weights_sha256=sha,
+            preprocessing=preprocessing,
+            protocol=value.protocol,
+            standard=standard,
+            seed=seed,
+            ci_low=interval.low if interval else float("nan"),
+            ci_high=interval.high if interval else float("nan"),
+            ci_level=interval.level if interval else float("nan"),
+        )
+
+    def preprocessing(self, fake_size: int | None) -> str:
+        size = self.data.image_size
+        text = f"real: Pillow bicubic to {size}px, uint8"
+        if fake_size is None:
+            return text
+        text += f"; fake: generated at {fake_size}px, clamped to [-1,1]"
+        if fake_size != size:
+            text += f", antialiased bicubic to {size}px"
+        return text + ", rounded to uint8"
+
+    # -- the noise floor ----------------------------------------------------------------------------------
+    def noise_floor(self, run_id: str, directions: list[str]) -> list[ResultRow]:
+        """Each set metric between two disjoint random halves of the real reference set of each target.
+
+        What a perfect translator would score at half the sample size: how much of a value at this n is
+        estimator bias and noise rather than a difference between distributions.
+        """
+        rows = []
+        for direction in directions:
+            _, target = SOURCE_AND_TARGET[direction]
+            for metric in self.metrics:
+                if not metric.set_metric:
+                    continue
+                real = self.real_features(metric.extractor, target)
+                order = np.random.default_rng(mix_seed(self.options.seed, DIRECTIONS.index(direction))).permutation(len(real))
+                half = len(real) // 2
+                if half < 2:
+                    continue
+                for value in metric.compute(real[order[:half]], real[order[half : 2 * half]], self.options):
+                    rows.append(self._row(metric, value, run_id, NOISE_FLOOR, "", direction, self.options.seed, None))
+        return rows
+
+
+
+def metric_extractors(
+    metrics: list[Metric], inception: ResolvedWeights, weights: dict[str, str], allow_standin: bool, device: Any
+) -> dict[str, Callable[[], Any]]:
+    """Factories of the extractors `metrics` use. Their weights are resolved now, so a missing file stops the
+    run before any training; the networks themselves are built on first use. `weights`: name -> user path."""
+    needed = {m.extractor for m in metrics}
+    factories: dict[str, Callable[[], Any]] = {"inception": lambda: InceptionFeatures(inception, device)}
+    if "lpips" in needed:
+        alexnet = resolve_weights("alexnet", weights.get("alexnet"), allow_standin)
+        factories["lpips"] = lambda: LpipsDistance(alexnet, device)
+    if "style" in needed:
+        vgg16 = resolve_weights("vgg16", weights.get("vgg16"), allow_standin)
+        factories["style"] = lambda: StyleStatistics(vgg16, device)
+    for backbone in ("dinov2", "clip"):
+        if backbone in needed:
+            TorchFidelityFeatures.check_available(backbone, weights.get(backbone))
+            factories[backbone] = lambda b=backbone: TorchFidelityFeatures(b, device, weights.get(b))
+    return factories

@@ -1,15 +1,48 @@
-"""The only module that runs a feature network over images."""
+"""The only module that runs feature networks over images: Inception (FID, KID), LPIPS (diversity,
+equivariance), VGG16 channel statistics (style consistency) and the optional DINOv2 / CLIP backbones.
+
+Every extractor carries `id` (shown next to each number, "(non-standard extractor)" appended when its
+weights are not the published ones), `weights_sha256`, `standard` and `preprocessing`, so a row of the
+results table says exactly what produced it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from bench.weights import CATALOGUE, ResolvedWeights, validate_weights_file
+from bench.errors import WeightsError
+from bench.weights import CATALOGUE, NON_STANDARD, ResolvedWeights, sha256_file, validate_weights_file
 
 # torch-fidelity resizes uint8 inputs to 299x299 with TF1-compatible bilinear interpolation inside the network.
 INCEPTION_PREPROCESSING = "uint8 -> torch-fidelity TF1 bilinear resize to 299"
+STANDARD_NAME = "inception-v3-compat"
+RANDOM_TRUNK_SEED = 0  # stand-in trunks (no published file) are this seed's initialisation in every run
+
+
+def _check_uint8(images: Tensor) -> None:
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected (N, 3, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}")
+
+
+def _to_unit_range(images: Tensor, device: torch.device) -> Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the range LPIPS and the methods use."""
+    return images.to(device, torch.float32) / 127.5 - 1.0
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Initialise random trunks reproducibly without touching the caller's global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class InceptionFeatures:
@@ -24,18 +57,194 @@ class InceptionFeatures:
         model = FeatureExtractorInceptionV3(STANDARD_NAME, ["2048"], feature_extractor_weights_path=str(weights.path))
         # channels_last doubles CPU throughput; features agree with the default layout to float32 rounding.
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self.calls = 0  # images passed through the network (the cache test counts them)
+
+    id = property(lambda self: self.weights.extractor)
+    label = property(lambda self: self.weights.label)
+    weights_sha256 = property(lambda self: self.weights.sha256)
+    standard = property(lambda self: self.weights.standard)
+    preprocessing = INCEPTION_PREPROCESSING
 
     @torch.no_grad()
     def __call__(self, images: Tensor, batch_size: int = 50) -> Tensor:
         """(N, 3, H, W) uint8 -> (N, 2048) float64 features."""
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected (N, 3, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}")
+        _check_uint8(images)
         out = []
         for chunk in images.split(batch_size):
             chunk = chunk.to(self.device).contiguous(memory_format=torch.channels_last)
             (features,) = self.model(chunk)
             out.append(features.to("cpu", torch.float64))
+            self.calls += len(chunk)
         return torch.cat(out) if out else torch.empty(0, 2048, dtype=torch.float64)
 
 
-STANDARD_NAME = "inception-v3-compat"
+def _torchvision_features(path: Path, trunk: nn.Module, known: str) -> dict[str, Tensor]:
+    """`features.N.*` tensors of a torchvision classifier file, renamed to the keys of `trunk`.
+
+    LPIPS keeps torchvision's child indices inside its slices (`slice2.5.weight` = `features.5.weight`).
+    """
+    validate_weights_file(CATALOGUE[known], path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: state[f"features.{k.split('.', 1)[1]}"] for k in trunk.state_dict()}
+
+
+class LpipsDistance:
+    """LPIPS (v0.1, AlexNet backbone, the lpips package's linear heads): the StarGAN v2 diversity protocol.
+
+    The package's learned linear heads ship inside the wheel; the AlexNet trunk comes from the resolved
+    torchvision file, or is a fixed-seed random trunk (labelled non-standard) when there is none.
+    """
+
+    def __init__(self, weights: ResolvedWeights, device: torch.device | str = "cpu") -> None:
+        import lpips
+
+        self.weights = weights
+        self.device = torch.device(device)
+        with _seeded(RANDOM_TRUNK_SEED), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision's `pretrained=` deprecation notice inside lpips
+            model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+        if weights.path is not None:
+            model.net.load_state_dict(_torchvision_features(weights.path, model.net, "alexnet"))
+        self.model = model.to(self.device).eval().requires_grad_(False)
+
+    id = property(lambda self: "lpips-v0.1-alex" + ("" if self.standard else f"-{self.weights.extractor}"))
+    weights_sha256 = property(lambda self: self.weights.sha256)
+    standard = property(lambda self: self.weights.standard)
+    preprocessing = "uint8 -> [-1, 1] at evaluation size, no resize"
+
+    @property
+    def label(self) -> str:
+        return self.id if self.standard else f"{self.id} ({NON_STANDARD})"
+
+    @torch.no_grad()
+    def __call__(self, a: Tensor, b: Tensor, batch_size: int = 50) -> Tensor:
+        """LPIPS between corresponding images of two (N, 3, H, W) uint8 batches -> (N,) float64."""
+        _check_uint8(a)
+        _check_uint8(b)
+        if a.shape != b.shape:
+            raise ValueError(f"LPIPS needs pairs of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        out = [
+            self.model(_to_unit_range(x, self.device), _to_unit_range(y, self.device)).flatten().to("cpu", torch.float64)
+            for x, y in zip(a.split(batch_size), b.split(batch_size))
+        ]
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+
+
+# VGG16 feature indices after relu1_2, relu2_2, relu3_3, relu4_3: the layers style losses read.
+STYLE_LAYERS = (3, 8, 15, 22)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class StyleStatistics:
+    """Channel-wise mean and standard deviation of VGG16 features (the statistics AdaIN transfers)."""
+
+    def __init__(self, weights: ResolvedWeights, device: torch.device | str = "cpu") -> None:
+        from torchvision.models.vgg import cfgs, make_layers
+
+        self.weights = weights
+        self.device = torch.device(device)
+        with _seeded(RANDOM_TRUNK_SEED):
+            trunk = make_layers(cfgs["D"])[: STYLE_LAYERS[-1] + 1]
+        if weights.path is not None:
+            validate_weights_file(CATALOGUE["vgg16"], weights.path)
+            state = torch.load(weights.path, map_location="cpu", weights_only=True)
+            trunk.load_state_dict({k: state[f"features.{k}"] for k in trunk.state_dict()})
+        self.trunk = trunk.to(self.device).eval().requires_grad_(False)
+        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    id = property(lambda self: "vgg16-relu1_2-4_3-mean-std" + ("" if self.standard else f"-{self.weights.extractor}"))
+    weights_sha256 = property(lambda self: self.weights.sha256)
+    standard = property(lambda self: self.weights.standard)
+    preprocessing = "uint8 -> [0, 1], ImageNet normalisation, at evaluation size"
+
+    @property
+    def label(self) -> str:
+        return self.id if self.standard else f"{self.id} ({NON_STANDARD})"
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor, batch_size: int = 50) -> Tensor:
+        """(N, 3, H, W) uint8 -> (N, 2 * 960) float64: per layer, channel means then channel stds."""
+        _check_uint8(images)
+        out = []
+        for chunk in images.split(batch_size):
+            x = (chunk.to(self.device, torch.float32) / 255.0 - self.mean) / self.std
+            stats = []
+            for index, layer in enumerate(self.trunk):
+                x = layer(x)
+                if index in STYLE_LAYERS:
+                    flat = x.flatten(2)
+                    stats += [flat.mean(-1), flat.std(-1)]
+            out.append(torch.cat(stats, 1).to("cpu", torch.float64))
+        return torch.cat(out) if out else torch.empty(0, 1920, dtype=torch.float64)
+
+
+# -- optional backbones (fd_dinov2, fd_clip) --------------------------------------------------------------
+class TorchFidelityFeatures:
+    """DINOv2 ViT-S/14 or CLIP ViT-B/32 embeddings through torch-fidelity's extractors.
+
+    Both need their published files, which torch-fidelity fetches itself: DINOv2 through torch.hub (the
+    facebookresearch/dinov2 repository and checkpoint in the torch hub cache), CLIP as a TorchScript file
+    (torch hub cache, or BENCH_CLIP_WEIGHTS). There is no stand-in: without the files the metric stops with
+    instructions, and the published weights make these numbers standard.
+    """
+
+    BACKBONES = {
+        "dinov2": ("dinov2-vit-s-14", "dinov2", "feature_extractor_dinov2", "FeatureExtractorDinoV2"),
+        "clip": ("clip-vit-b-32", "clip", "feature_extractor_clip", "FeatureExtractorCLIP"),
+    }
+
+    @classmethod
+    def check_available(cls, backbone: str, weights_path: str | None = None) -> None:
+        """Raise WeightsError with instructions unless torch-fidelity can load `backbone` without a download."""
+        name = cls.BACKBONES[backbone][0]
+        hub = Path(torch.hub.get_dir())
+        if backbone == "dinov2":
+            found = (hub / "facebookresearch_dinov2_main").is_dir() and any(hub.glob("checkpoints/dinov2_vits14*"))
+            where = f"{hub}/facebookresearch_dinov2_main (the repository) and {hub}/checkpoints/dinov2_vits14*.pth"
+        else:
+            given = weights_path or os.environ.get("BENCH_CLIP_WEIGHTS")
+            found = (given is not None and Path(given).is_file()) or any(hub.glob(f"checkpoints/{name}-*"))
+            where = f"{hub}/checkpoints/{name}-<hash>.pt, --weights clip=PATH or BENCH_CLIP_WEIGHTS=PATH"
+        if not found:
+            raise WeightsError(
+                f"fd_{backbone} needs the published {name} weights, which torch-fidelity downloads on first use; "
+                f"none were found at {where}. Run torch-fidelity once with this extractor on a machine with internet "
+                f"access (`fidelity --fid --feature-extractor {name} --input1 DIR --input2 DIR`) and copy its torch "
+                f"hub cache here, or leave fd_{backbone} out of --metrics."
+            )
+
+    def __init__(self, backbone: str, device: torch.device | str = "cpu", weights_path: str | None = None) -> None:
+        import importlib
+
+        self.check_available(backbone, weights_path)
+        name, feature, module, cls = self.BACKBONES[backbone]
+        if backbone == "dinov2":
+            weights_path = None  # torch-fidelity 0.4 loads DINOv2 only through torch.hub (from its cache here)
+        else:
+            weights_path = weights_path or os.environ.get("BENCH_CLIP_WEIGHTS")
+        module_ = importlib.import_module(f"torch_fidelity.{module}")
+        self.model = getattr(module_, cls)(name, [feature], feature_extractor_weights_path=weights_path).to(device).eval()
+        self.device = torch.device(device)
+        self.backbone = name
+        self.calls = 0
+        # torch-fidelity checks the hash of files it downloads itself; a user's CLIP file is checked here
+        # against the sha256 its published URL carries.
+        self.weights_sha256 = sha256_file(Path(weights_path)) if weights_path else ""
+        self.standard = not weights_path or self.weights_sha256 == module_.MODEL_METADATA[name]["hash"]
+
+    id = property(lambda self: self.backbone)
+    preprocessing = "uint8 -> torch-fidelity TF1 bilinear resize to the backbone's input, its normalisation"
+    label = property(lambda self: self.id if self.standard else f"{self.id} ({NON_STANDARD})")
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor, batch_size: int = 50) -> Tensor:
+        _check_uint8(images)
+        out = []
+        for chunk in images.split(batch_size):
+            (features,) = self.model(chunk.to(self.device))
+            out.append(features.to("cpu", torch.float64))
+            self.calls += len(chunk)
+        return torch.cat(out)
+

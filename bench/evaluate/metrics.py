@@ -1,55 +1,240 @@
-"""Registered metrics: pure functions over feature sets, with the metadata reports and checks need."""
+"""Registered metrics: pure functions over features (or distances), with the metadata reports and checks need.
+
+Each metric names what it reads (`needs`): the evaluator generates those outputs once per (method,
+direction, seed), runs the named extractor over them and hands the arrays to `compute`. Nothing here
+touches images, networks or files.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from torch import Tensor
+import numpy as np
 
-from bench.evaluate.fidkid import default_kid_subset_size, features_to_fid, features_to_kid
+from bench.evaluate.fidkid import (
+    KidKernels,
+    default_kid_subset_size,
+    features_to_fid,
+    features_to_kid,
+    fid_from_arrays,
+)
+from bench.evaluate.stats import Interval, bootstrap_interval, jackknife_interval, mean_interval
+from methods.base import ConfigError, strict_from_dict
 
 
 @dataclass(frozen=True)
-class MetricOptions:
+class EvalOptions:
+    """Every setting that changes a number; all of them are recorded with the run."""
+
+    reference: str = "test"  # which split of the target domain set metrics compare against: test or train
     kid_subset_size: int | None = None  # None: default_kid_subset_size
     kid_subsets: int = 100
-    seed: int = 0  # draws KID subsets
+    seed: int = 0  # KID subsets, bootstrap resampling, styles and augmentations
+    bootstrap: int = 200  # bootstrap replicates per interval (0: no intervals at all)
+    ci_level: float = 0.95
+    styles: int = 10  # lpips_diversity: outputs per input (StarGAN v2: 10)
+    dfid_inputs: int = 10  # dfid: inputs, each translated with dfid_styles styles
+    dfid_styles: int = 50
+    consistency_inputs: int = 25  # style_consistency: inputs ...
+    consistency_copies: int = 8  # ... each augmented this many times
+    equivariance_inputs: int = 25
+    throughput_batch: int = 8  # the larger batch size of `throughput` (the other is 1)
+    throughput_iterations: int = 10
+
+    def __post_init__(self) -> None:
+        if self.reference not in ("test", "train"):
+            raise ConfigError(f"reference must be 'test' or 'train', got {self.reference!r}")
+        if not 0 < self.ci_level < 1:
+            raise ConfigError(f"ci_level must be between 0 and 1, got {self.ci_level}")
+        at_least = {"kid_subsets": 1, "styles": 2, "dfid_inputs": 1, "dfid_styles": 2, "consistency_inputs": 2}
+        at_least |= {"consistency_copies": 2, "equivariance_inputs": 1, "throughput_batch": 1}
+        at_least |= {"throughput_iterations": 1, "bootstrap": 0}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ConfigError(f"evaluation option {name} must be at least {low}, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EvalOptions:
+        return strict_from_dict(cls, values)
+
+    def interval(self, statistic: Callable[..., float], sizes: list[int]) -> Interval | None:
+        if self.bootstrap == 0:
+            return None
+        return bootstrap_interval(statistic, sizes, self.bootstrap, self.ci_level, self.seed)
+
+    def jackknife(self, statistic: Callable[[np.ndarray, np.ndarray], float], sizes: tuple[int, int]) -> Interval | None:
+        return None if self.bootstrap == 0 else jackknife_interval(statistic, sizes, self.ci_level, self.seed)
+
+    def mean_interval(self, per_input: np.ndarray) -> Interval | None:
+        return None if self.bootstrap == 0 else mean_interval(per_input, self.bootstrap, self.ci_level, self.seed)
 
 
 @dataclass(frozen=True)
 class MetricValue:
     value: float
-    protocol: str  # what besides the features determines the number (estimator settings)
+    protocol: str  # what besides the inputs determines the number (estimator settings)
+    n: int  # translated images (or inputs) the value averages over
+    n_ref: int = 0  # real reference images (set metrics)
+    interval: Interval | None = None
+    name: str = ""  # row name when a metric yields several numbers (throughput); default: the metric's
 
 
 @dataclass(frozen=True)
-class SetMetric:
-    """Compares the features of translated images (first argument) with those of real target images."""
-
+class Metric:
     name: str
-    higher_is_better: bool
-    ideal: float  # the value of a perfect translator
-    features: str  # extractor output the metric reads
-    scale_in_reports: float  # reports print value * scale (KID x100, as most papers do)
-    compute: Callable[[Tensor, Tensor, MetricOptions], MetricValue]
+    higher_is_better: bool | None  # None: a descriptive number (throughput), no better or worse
+    ideal: float | None  # the value of a perfect translator
+    extractor: str  # inception | lpips | style | dinov2 | clip | none
+    needs: str  # outputs | styles | dfid | augmented | equivariance | timing
+    compute: Callable[..., list[MetricValue]]
+    scale_in_reports: float = 1.0  # reports print value * scale (KID x100, as most papers do)
+    set_metric: bool = False  # compares distributions: gets a real-vs-real noise-floor row
+    default: bool = True  # computed when the user names no metrics
+    notes: str = ""  # shown in the report's metric glossary
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _fid(fake: Tensor, real: Tensor, options: MetricOptions) -> MetricValue:
-    return MetricValue(features_to_fid(fake, real), "Frechet distance of float64 Gaussian fits")
+# -- set metrics ----------------------------------------------------------------------------------------
+def fid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[MetricValue]:
+    """Frechet distance of Gaussian fits (torch-fidelity), with a jackknife interval over both sets.
+
+    The interval is for the estimator at this sample size (what another draw of as many test images
+    would give), not for the population FID, which FID's bias at small n keeps far below.
+    """
+    import torch
+
+    value = features_to_fid(torch.from_numpy(fake), torch.from_numpy(real))
+    interval = options.jackknife(lambda i, j: fid_from_arrays(fake[i], real[j]), (len(fake), len(real)))
+    protocol = "Frechet distance of float64 Gaussian fits (torch-fidelity)"
+    if interval is not None:
+        protocol += f"; normal interval from a grouped two-sample jackknife ({interval.replicates} evaluations)"
+    return [MetricValue(value, protocol, len(fake), len(real), interval)]
 
 
-def _kid(fake: Tensor, real: Tensor, options: MetricOptions) -> MetricValue:
+def kid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[MetricValue]:
+    """Unbiased MMD^2 with the cubic polynomial kernel (torch-fidelity), averaged over random subsets."""
+    import torch
+
     size = options.kid_subset_size or default_kid_subset_size(len(fake), len(real))
-    estimate = features_to_kid(fake, real, size, options.kid_subsets, options.seed)
+    estimate = features_to_kid(torch.from_numpy(fake), torch.from_numpy(real), size, options.kid_subsets, options.seed)
+    kernels = KidKernels.of(fake, real) if options.bootstrap else None
+    interval = options.interval(lambda i, j: kernels.mmd2(i, j), [len(fake), len(real)]) if kernels else None
     protocol = (
-        f"unbiased MMD^2, cubic polynomial kernel, {estimate.subsets} subsets of {estimate.subset_size} "
-        f"(seed {options.seed}), subset std {estimate.std:.4g}; raw scale"
+        f"unbiased MMD^2, cubic polynomial kernel, {estimate.subsets} subsets of {estimate.subset_size} drawn with "
+        f"seed {options.seed} (subset std {estimate.std:.4g}, not an uncertainty); raw scale, reports x100"
     )
-    return MetricValue(estimate.mean, protocol)
+    if interval is not None:
+        protocol += f"; interval: percentile bootstrap of the full-set estimator ({interval.replicates} replicates)"
+    return [MetricValue(estimate.mean, protocol, len(fake), len(real), interval)]
 
 
-FID = SetMetric("fid", higher_is_better=False, ideal=0.0, features="inception-2048", scale_in_reports=1.0, compute=_fid)
-KID = SetMetric(
-    "kid", higher_is_better=False, ideal=0.0, features="inception-2048", scale_in_reports=100.0, compute=_kid
-)
+# -- diversity ------------------------------------------------------------------------------------------
+def lpips_diversity(pairwise: np.ndarray, options: EvalOptions) -> list[MetricValue]:
+    """StarGAN v2 protocol: per input, the mean LPIPS over all pairs of its M outputs; mean over inputs.
+
+    `pairwise` is (inputs, M*(M-1)/2). A deterministic map gives exactly 0.
+    """
+    per_input = pairwise.mean(1)
+    pairs = pairwise.shape[1]
+    protocol = f"mean LPIPS over all {pairs} pairs of {options.styles} outputs per input (random styles), mean over inputs"
+    return [MetricValue(float(per_input.mean()), protocol, len(per_input), 0, options.mean_interval(per_input))]
+
+
+def dfid(per_input: list[np.ndarray], real: np.ndarray, options: EvalOptions) -> list[MetricValue]:
+    """Diversity FID: for each input, FID between its outputs under many styles and the real target set.
+
+    GNR's exact protocol could not be established (its paper table and code are not available, see
+    research/paper_tables.md section 4): the defaults here (10 inputs x 50 styles, the test split as
+    reference) are this harness's choice, and every part of it is an option. Low when the outputs of a
+    single input already cover the target distribution; a deterministic map scores as badly as possible
+    (all outputs identical: zero covariance).
+    """
+    values = np.array([fid_from_arrays(outputs, real) for outputs in per_input])
+    protocol = (
+        f"mean over {len(values)} inputs of FID(outputs of one input under {options.dfid_styles} random styles, "
+        f"{len(real)} real {options.reference} images); harness defaults, GNR's protocol is unpublished"
+    )
+    styles = len(per_input[0]) if per_input else 0
+    return [MetricValue(float(values.mean()), protocol, len(values) * styles, len(real), options.mean_interval(values))]
+
+
+def _spread(stats: np.ndarray) -> np.ndarray:
+    """Total variance of style statistics across the second-to-last axis: (..., K, C) -> (...)."""
+    return stats.var(axis=-2, ddof=1).sum(-1)
+
+
+def style_consistency(augmented: np.ndarray, styles: np.ndarray | None, outputs: np.ndarray, options: EvalOptions):
+    """Spread of style statistics across augmented copies of an input translated with one fixed style,
+    divided by their spread across different styles for the same input. Lower is more consistent; 1.0
+    means the style does not survive augmentation.
+
+    augmented: (inputs, K, C) statistics of G(T_k(x), s); styles: (inputs, M, C) statistics of G(x, s_m)
+    for multimodal translators, None for unimodal ones, whose denominator is the spread across the
+    outputs of different inputs (`outputs`, (N, C)): a unimodal method's only source of style variation.
+    """
+    numerator = _spread(augmented)
+    if styles is not None:
+        denominator = _spread(styles)
+        basis = f"across {styles.shape[1]} random styles of the same input"
+    else:
+        denominator = np.full(len(numerator), _spread(outputs[None])[0])
+        basis = f"across the outputs of {len(outputs)} different inputs (unimodal)"
+    if denominator.sum() <= 0:
+        value, interval = float("nan"), None
+        basis += ": no style variation at all, so the ratio is undefined"
+    else:
+        value = float(numerator.sum() / denominator.sum())
+        interval = options.interval(lambda i: numerator[i].sum() / max(denominator[i].sum(), 1e-300), [len(numerator)])
+    protocol = (
+        f"ratio of summed variances of VGG16 channel mean/std statistics: across {augmented.shape[1]} augmented "
+        f"copies (flip, scale, rotation, translation, crop) with one style and one random state, over {basis}"
+    )
+    return [MetricValue(value, protocol, len(numerator), 0, interval)]
+
+
+def content_equivariance(distances: np.ndarray, options: EvalOptions) -> list[MetricValue]:
+    """LPIPS between G(T(x), s) and T(G(x, s)) for geometric transforms T; 0 when translation commutes with T.
+
+    `distances` is (inputs, transforms).
+    """
+    per_input = distances.mean(1)
+    protocol = (
+        f"mean LPIPS between G(T(x), s) and T(G(x, s)) over {distances.shape[1]} transforms "
+        "(horizontal flip; rotation 10 deg + scale 1.1 + shift 5%, reflection padding), same style and random state"
+    )
+    return [MetricValue(float(per_input.mean()), protocol, len(per_input), 0, options.mean_interval(per_input))]
+
+
+# -- throughput -----------------------------------------------------------------------------------------
+def throughput(measured: list[Any], parameters: int, options: EvalOptions) -> list[MetricValue]:
+    """Speed and size of translation (not a quality metric): one row per quantity and batch size."""
+    rows = [MetricValue(float(parameters), "parameters of the networks translation uses", 0, name="parameters")]
+    for m in measured:
+        b = f"b{m.batch_size}"
+        how = f"batch {m.batch_size}, {options.throughput_iterations} timed calls after warm-up, synchronised"
+        rows += [
+            MetricValue(m.images_per_s, how, m.batch_size, name=f"images_per_s_{b}"),
+            MetricValue(m.ms_per_image_p50, how + ", median", m.batch_size, name=f"ms_per_image_p50_{b}"),
+            MetricValue(m.ms_per_image_p95, how + ", 95th percentile", m.batch_size, name=f"ms_per_image_p95_{b}"),
+            MetricValue(m.flops_per_image / 1e9, "torch.utils.flop_counter", m.batch_size, name=f"gflops_per_image_{b}"),
+        ]
+        if m.peak_fraction is not None:
+            rows.append(
+                MetricValue(m.peak_fraction, "achieved FLOP/s / measured matmul peak", m.batch_size, name=f"peak_fraction_{b}")
+            )
+        if m.peak_memory_mb is not None:
+            rows.append(MetricValue(m.peak_memory_mb, "CUDA max allocated", m.batch_size, name=f"peak_memory_mb_{b}"))
+    return rows
+
+
+FID = Metric("fid", False, 0.0, "inception", "outputs", fid, set_metric=True)
+KID = Metric("kid", False, 0.0, "inception", "outputs", kid, scale_in_reports=100.0, set_metric=True)
+FD_DINOV2 = Metric("fd_dinov2", False, 0.0, "dinov2", "outputs", fid, set_metric=True, default=False)
+FD_CLIP = Metric("fd_clip", False, 0.0, "clip", "outputs", fid, set_metric=True, default=False)
+LPIPS_DIVERSITY = Metric("lpips_diversity", True, None, "lpips", "styles", lpips_diversity)
+DFID = Metric("dfid", False, 0.0, "inception", "dfid", dfid, notes=dfid.__doc__ or "")
+STYLE_CONSISTENCY = Metric("style_consistency", False, 0.0, "style", "augmented", style_consistency)
+CONTENT_EQUIVARIANCE = Metric("content_equivariance", False, 0.0, "lpips", "equivariance", content_equivariance)
+THROUGHPUT = Metric("throughput", None, None, "none", "timing", throughput)

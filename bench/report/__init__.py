@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from pathlib import Path
 
 import jinja2
@@ -38,9 +39,20 @@ def _scale(metric: str) -> float:
     return METRICS.get(metric).scale_in_reports if metric in METRICS else 1.0
 
 
+def _quality(metric: str) -> bool:
+    """Registered quality metrics; throughput rows (images_per_s_b1, ...) are shown apart."""
+    return metric in METRICS and METRICS.get(metric).higher_is_better is not None
+
+
+def _direction_word(metric: str) -> str:
+    better = METRICS.get(metric).higher_is_better
+    return "higher is better" if better else "lower is better"
+
+
 def metrics_figure(result: RunResult) -> plt.Figure | None:
-    """One bar chart per metric: methods on the x axis, one bar per direction."""
+    """One bar chart per quality metric: methods on the x axis, one bar per direction, bootstrap intervals."""
     table = result.table()
+    table = table[[_quality(m) for m in table["metric"]]]
     if table.empty:
         return None
     table["shown"] = [v * _scale(m) for v, m in zip(table["value"], table["metric"])]
@@ -50,7 +62,8 @@ def metrics_figure(result: RunResult) -> plt.Figure | None:
         part = table[table["metric"] == metric]
         sns.barplot(data=part, x="method", y="shown", hue="direction", ax=ax)
         scale = _scale(metric)
-        ax.set_ylabel(f"{metric.upper()}{f' x{scale:g}' if scale != 1 else ''} (lower is better)")
+        ax.set_ylabel(f"{metric.upper()}{f' x{scale:g}' if scale != 1 else ''} ({_direction_word(metric)})")
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel("")
         if not part["standard"].all():
             ax.set_title(f"{metric.upper()}: {NON_STANDARD}", color="#9a6700")
@@ -58,13 +71,48 @@ def metrics_figure(result: RunResult) -> plt.Figure | None:
     return fig
 
 
+def seeds_summary(result: RunResult) -> list[dict[str, object]]:
+    """Mean and std across training seeds, for each (method, direction, metric) measured with several seeds."""
+    table = result.table()
+    if table.empty or table["seed"].nunique() < 2:
+        return []
+    table = table[[_quality(m) for m in table["metric"]]]
+    groups = table.groupby(["method", "direction", "metric"], sort=False)["value"]
+    out = []
+    for (method, direction, metric), values in groups:
+        if len(values) > 1:
+            scale = _scale(metric)
+            out.append(
+                {
+                    "method": method,
+                    "direction": direction,
+                    "metric": metric,
+                    "seeds": len(values),
+                    "shown": f"{values.mean() * scale:.4g} \u00b1 {values.std(ddof=1) * scale:.2g}",
+                }
+            )
+    return out
+
+
 def build_report(result: RunResult, directory: Path) -> Path:
     """Write `directory/index.html` for `result`; sample grids are read from the paths it records."""
-    rows = []
+    rows, speed = [], []
     for row in result.rows:
         scale = _scale(row.metric)
         label = f"{row.metric.upper()} x{scale:g}" if scale != 1 else row.metric.upper()
-        rows.append({**row.__dict__, "metric_label": label, "shown": f"{row.value * scale:.4g}"})
+        interval = "" if math.isnan(row.ci_low) else f"[{row.ci_low * scale:.4g}, {row.ci_high * scale:.4g}]"
+        shown = {**row.__dict__, "metric_label": label, "shown": f"{row.value * scale:.4g}", "interval": interval}
+        (rows if _quality(row.metric) else speed).append(shown)
+    glossary = [
+        {
+            "name": name,
+            "description": METRICS.description(name),
+            "better": _direction_word(name),
+            "ideal": METRICS.get(name).ideal,
+            "notes": " ".join(METRICS.get(name).notes.split()),
+        }
+        for name in dict.fromkeys(r["metric"] for r in rows)
+    ]
     grids = {}
     for name, info in result.methods.items():
         grid = info.get("sample_grid")
@@ -74,6 +122,10 @@ def build_report(result: RunResult, directory: Path) -> Path:
     html = _TEMPLATES.get_template("report.html.j2").render(
         r=result,
         rows=rows,
+        speed=speed,
+        glossary=glossary,
+        seeds_summary=seeds_summary(result),
+        ci_level=next((r.ci_level for r in result.rows if not math.isnan(r.ci_level)), None),
         nonstandard=any(not row.standard for row in result.rows),
         extractors=sorted({row.extractor for row in result.rows if not row.standard}),
         failed={n: i for n, i in result.methods.items() if i.get("status") == "failed"},

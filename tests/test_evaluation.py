@@ -1,0 +1,315 @@
+"""The evaluation layer: estimators against references and closed forms, intervals, cache, evaluator, sanity."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch_fidelity.metric_kid import mmd2
+
+from bench.evaluate.cache import FeatureCache
+from bench.evaluate.evaluator import NOISE_FLOOR, Evaluator, metric_extractors
+from bench.evaluate.extract import LpipsDistance, StyleStatistics
+from bench.evaluate.fidkid import KidKernels, features_to_fid, fid_from_arrays
+from bench.evaluate.metrics import EvalOptions, dfid, lpips_diversity, style_consistency
+from bench.evaluate.panel import reference_panel
+from bench.evaluate.stats import jackknife_interval, mean_interval
+from bench.registry import METRICS
+from bench.results import RunResult
+from bench.weights import resolve_weights
+from methods.base import ConfigError
+
+# -- estimators -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [40, 300])  # fewer samples than dimensions, and more
+def test_fast_fid_agrees_with_torch_fidelity(n: int) -> None:
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal((n, 64))
+    b = rng.standard_normal((n + 7, 64)) * 1.3 + 0.2
+    reference = features_to_fid(torch.from_numpy(a), torch.from_numpy(b))
+    assert fid_from_arrays(a, b) == pytest.approx(reference, rel=1e-6)
+
+
+def test_kid_kernels_reproduce_torch_fidelity_mmd2_and_leave_out_duplicate_pairs() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((30, 8)), rng.standard_normal((30, 8)) + 0.3
+    kernels = KidKernels.of(a, b)
+    i = np.arange(30)
+    assert kernels.mmd2(i, i) == pytest.approx(float(mmd2(kernels.within_1, kernels.between, kernels.within_2)))
+    # a set with every sample twice is the same sample to the unbiased estimator: copies of one sample
+    # are not compared with each other (they would count as a perfect match)
+    twice = np.repeat(i, 2)
+    assert kernels.mmd2(twice, twice) == pytest.approx(kernels.mmd2(i, i), rel=1e-9)
+
+
+def test_jackknife_fid_interval_covers_the_estimators_expected_value() -> None:
+    """Nominal 90% intervals of FID at n = 60 contain E[FID_60] in about 90% of draws (a percentile
+    bootstrap contains it in none: duplicated samples inflate FID)."""
+    rng = np.random.default_rng(1)
+
+    def draw() -> tuple[np.ndarray, np.ndarray]:
+        return rng.standard_normal((60, 6)), rng.standard_normal((60, 6)) * 1.2 + 0.2
+
+    expected = np.mean([fid_from_arrays(*draw()) for _ in range(400)])
+    trials, covered = 120, 0
+    for t in range(trials):
+        a, b = draw()
+        interval = jackknife_interval(lambda i, j, a=a, b=b: fid_from_arrays(a[i], b[j]), (60, 60), level=0.9, seed=t)
+        covered += interval.low <= expected <= interval.high
+    assert 0.8 <= covered / trials <= 0.99
+
+
+def test_mean_interval_covers_a_known_mean_at_the_nominal_rate() -> None:
+    rng = np.random.default_rng(2)
+    trials = 300
+    covered = sum(
+        (lambda iv: iv.low <= 1.0 <= iv.high)(mean_interval(rng.normal(1.0, 2.0, 60), replicates=300, seed=t))
+        for t in range(trials)
+    )
+    assert 0.9 <= covered / trials <= 0.98  # 95% nominal; percentile intervals run slightly short at n = 60
+
+
+def test_intervals_depend_only_on_their_seed() -> None:
+    values = np.random.default_rng(3).normal(size=50)
+    assert mean_interval(values, seed=4) == mean_interval(values, seed=4)
+    assert mean_interval(values, seed=4) != mean_interval(values, seed=5)
+
+
+def test_lpips_diversity_is_the_mean_of_per_input_pair_means() -> None:
+    pairwise = np.array([[0.0, 0.0, 0.0], [0.1, 0.2, 0.3]])
+    (value,) = lpips_diversity(pairwise, EvalOptions(styles=3, bootstrap=0))
+    assert value.value == pytest.approx(0.1) and value.interval is None
+    (zero,) = lpips_diversity(np.zeros((5, 45)), EvalOptions())
+    assert zero.value == 0.0 and zero.interval.low == zero.interval.high == 0.0
+
+
+def test_dfid_is_the_mean_over_inputs_of_each_inputs_fid() -> None:
+    rng = np.random.default_rng(4)
+    real = rng.standard_normal((50, 5))
+    per_input = [rng.standard_normal((20, 5)) + k for k in range(3)]
+    (value,) = dfid(per_input, real, EvalOptions(dfid_styles=20))
+    assert value.value == pytest.approx(np.mean([fid_from_arrays(p, real) for p in per_input]))
+    assert value.n == 60 and value.n_ref == 50
+
+
+def test_style_consistency_closed_forms() -> None:
+    rng = np.random.default_rng(5)
+    options = EvalOptions(bootstrap=50)
+    styles = rng.standard_normal((40, 8, 6))
+    outputs = rng.standard_normal((40, 6))
+    fixed = np.repeat(rng.standard_normal((40, 1, 6)), 8, axis=1)  # augmentation changes no statistic
+    assert style_consistency(fixed, styles, outputs, options)[0].value == pytest.approx(0.0, abs=1e-12)
+    # statistics of augmented copies spread like those of different styles: the ratio is about 1
+    unstable = rng.standard_normal((40, 8, 6))
+    (ratio,) = style_consistency(unstable, styles, outputs, options)
+    assert 0.8 < ratio.value < 1.25 and ratio.interval.low < 1.0 < ratio.interval.high
+    # twice the spread (std x sqrt 2) across copies: ratio 2
+    assert style_consistency(unstable * math.sqrt(2), styles, outputs, options)[0].value == pytest.approx(
+        2 * ratio.value
+    )
+    # unimodal: the denominator is the spread across the outputs of different inputs
+    (unimodal,) = style_consistency(unstable, None, outputs * 2, options)
+    assert unimodal.value == pytest.approx(unstable.var(1, ddof=1).sum() / 40 / (outputs * 2).var(0, ddof=1).sum())
+    (undefined,) = style_consistency(unstable, np.zeros((40, 8, 6)), outputs, options)
+    assert math.isnan(undefined.value) and "undefined" in undefined.protocol
+
+
+def test_eval_options_reject_bad_values_with_the_option_name() -> None:
+    with pytest.raises(ConfigError, match="reference"):
+        EvalOptions(reference="val")
+    with pytest.raises(ConfigError, match="styles"):
+        EvalOptions(styles=1)
+    with pytest.raises(ConfigError, match="no field.*stlyes"):
+        EvalOptions.from_dict({"stlyes": 10})
+
+
+# -- extractors -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lpips_standin(private_cache) -> LpipsDistance:
+    return LpipsDistance(resolve_weights("alexnet", None, allow_standin=True))
+
+
+def test_lpips_of_identical_images_is_zero_and_of_different_ones_positive(lpips_standin, toyfaces_small) -> None:
+    images = toyfaces_small.split("test", "A").load_all(32)
+    assert torch.all(lpips_standin(images, images) == 0)
+    d = lpips_standin(images, images.flip(0))
+    assert torch.all(d[images.flip(0).flatten(1).ne(images.flatten(1)).any(1)] > 0)
+    assert torch.allclose(d, lpips_standin(images.flip(0), images))  # symmetric
+
+
+def test_alexnet_file_fills_the_lpips_trunk(tmp_path: Path, private_cache) -> None:
+    from torchvision.models import alexnet
+
+    path = tmp_path / "alexnet.pth"
+    torch.manual_seed(7)
+    torch.save(alexnet().state_dict(), path)
+    weights = resolve_weights("alexnet", str(path), allow_standin=True)  # not the published hash: a user file
+    distance = LpipsDistance(weights)
+    assert torch.equal(distance.model.net.slice3._modules["6"].weight, torch.load(path, weights_only=True)["features.6.weight"])
+    assert not distance.standard and "non-standard" in distance.label
+
+
+def test_style_statistics_are_channel_means_and_stds(private_cache, toyfaces_small) -> None:
+    stats = StyleStatistics(resolve_weights("vgg16", None, allow_standin=True))
+    images = toyfaces_small.split("test", "B").load_all(32)
+    features = stats(images)
+    assert features.shape == (len(images), 1920) and features.dtype == torch.float64
+    x = (images[:1].float() / 255 - stats.mean) / stats.std
+    first = stats.trunk[:4](x)  # up to relu1_2
+    assert torch.allclose(features[0, :64].float(), first.mean((2, 3))[0], atol=1e-5)
+    assert torch.allclose(features[0, 64:128].float(), first.flatten(2).std(-1)[0], atol=1e-5)
+
+
+def test_optional_backbones_stop_with_instructions_without_their_files(private_cache) -> None:
+    from bench.errors import WeightsError
+
+    inception = resolve_weights("inception", None, allow_standin=True)
+    for name in ("fd_dinov2", "fd_clip"):
+        with pytest.raises(WeightsError, match="torch hub cache"):
+            metric_extractors([METRICS.get(name)], inception, {}, allow_standin=True, device="cpu")
+
+
+# -- the evaluator --------------------------------------------------------------------------------------
+
+
+def _evaluator(data, cache: FeatureCache | None, metrics: list[str], **options) -> Evaluator:
+    inception = resolve_weights("inception", None, allow_standin=True)
+    chosen = [METRICS.get(m) for m in metrics]
+    extractors = metric_extractors(chosen, inception, {}, allow_standin=True, device="cpu")
+    small = {"styles": 3, "dfid_inputs": 2, "dfid_styles": 4, "consistency_inputs": 4, "consistency_copies": 3}
+    small |= {"equivariance_inputs": 4, "throughput_batch": 2, "throughput_iterations": 2, "bootstrap": 20}
+    return Evaluator(data, chosen, EvalOptions.from_dict({**small, **options}), extractors, cache=cache)
+
+
+def test_every_metric_scores_unimodal_and_multimodal_translators(toyfaces_small, private_cache) -> None:
+    panel = {t.name: t for t in reference_panel(toyfaces_small)}
+    names = [m for m in METRICS.names() if METRICS.get(m).default]
+    evaluator = _evaluator(toyfaces_small, None, names)
+    rows = {}
+    for name in ("identity", "renderer"):
+        for row in evaluator.evaluate(panel[name], "run", "reference", seed=0):
+            rows[name, row.direction, row.metric] = row
+    for name in ("identity", "renderer"):
+        for direction in ("a2b", "b2a"):
+            for metric in names:
+                if metric == "throughput":
+                    assert rows[name, direction, "images_per_s_b2"].value > 0
+                    continue
+                row = rows[name, direction, metric]
+                assert row.n > 0 and row.extractor and row.preprocessing and row.protocol
+                if not math.isnan(row.value):
+                    assert row.ci_level == 0.95 and row.ci_low <= row.ci_high
+    assert rows["identity", "a2b", "lpips_diversity"].value == 0.0  # deterministic map
+    assert rows["renderer", "a2b", "lpips_diversity"].value > 0
+    assert rows["identity", "a2b", "content_equivariance"].value == pytest.approx(0.0, abs=1e-6)
+    assert rows["renderer", "a2b", "fid"].reference == "testB" and rows["renderer", "b2a", "kid"].n_ref == 8
+    assert not rows["renderer", "a2b", "fid"].standard  # stand-in extractor, labelled
+    floor = evaluator.noise_floor("run", ["a2b", "b2a"])
+    assert {(r.method, r.direction, r.metric) for r in floor} == {
+        (NOISE_FLOOR, d, m) for d in ("a2b", "b2a") for m in ("fid", "kid")
+    }
+    assert all(r.n == 4 and r.n_ref == 4 for r in floor)  # two disjoint halves of 8 test images
+
+
+def test_outputs_are_generated_once_for_all_metrics_that_read_them(toyfaces_small, private_cache) -> None:
+    renderer = {t.name: t for t in reference_panel(toyfaces_small)}["renderer"]
+    calls = []
+    original = renderer.translate
+
+    def counting(x, direction="a2b", **kwargs):
+        calls.append(len(x))
+        return original(x, direction, **kwargs)
+
+    renderer.translate = counting
+    _evaluator(toyfaces_small, None, ["fid", "kid"]).evaluate(renderer, "run", "", seed=0)
+    assert calls == [8, 8]  # one batch of the 8 test images per direction, shared by FID and KID
+
+
+def test_results_are_reproducible_from_the_seed(toyfaces_small, private_cache) -> None:
+    renderer = {t.name: t for t in reference_panel(toyfaces_small)}["renderer"]
+    metrics = ["fid", "lpips_diversity", "style_consistency"]
+    first = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=3)
+    second = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=3)
+    other = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=4)
+    assert [r.value for r in first] == [r.value for r in second]
+    assert [r.value for r in first] != [r.value for r in other]
+
+
+def test_feature_cache_skips_extraction_and_notices_an_edited_image(tmp_path: Path, private_cache) -> None:
+    from bench.registry import DATASETS
+
+    data = DATASETS.get("toyfaces").open(tmp_path / "data", {"size": 32, "n_train": 4, "n_test": 6, "seed": 1})
+    identity = reference_panel(data)[0]
+    cache = FeatureCache(tmp_path / "cache")
+    first = _evaluator(data, cache, ["fid"])
+    rows = first.evaluate(identity, "run", "", seed=0)
+    assert cache.misses == 2 and cache.hits == 0  # testB and testA
+    assert first.extractor("inception").calls == 4 * 6  # fakes and reals of two directions
+
+    second = _evaluator(data, cache, ["fid"])
+    assert [r.value for r in second.evaluate(identity, "run", "", seed=0)] == [r.value for r in rows]
+    assert cache.hits == 2 and second.extractor("inception").calls == 2 * 6  # only the translations
+
+    edited = data.split("test", "B").paths[0]
+    pixels = np.asarray(Image.open(edited)).copy()
+    pixels[0, 0] = 255 - pixels[0, 0]
+    Image.fromarray(pixels).save(edited)
+    reopened = DATASETS.get("toyfaces").open(tmp_path / "data", {"size": 32, "n_train": 4, "n_test": 6, "seed": 1})
+    third = _evaluator(reopened, cache, ["fid"])
+    third.evaluate(identity, "run", "", seed=0)
+    assert cache.misses == 3 and cache.hits == 3  # testB recomputed, testA reused
+    assert len(cache.entries()) == 3
+    assert cache.clear() == 3 and cache.entries() == []
+
+
+def test_a_damaged_cache_entry_is_recomputed(tmp_path: Path) -> None:
+    from bench.evaluate.cache import CacheKey
+
+    cache = FeatureCache(tmp_path)
+    key = CacheKey("x", "sha", "pre", 32, "content")
+    assert torch.equal(cache.features(key, "set", lambda: torch.ones(2, 3)), torch.ones(2, 3))
+    (entry,) = cache.entries()
+    entry.path.write_bytes(b"not a tensor")
+    assert torch.equal(cache.features(key, "set", lambda: torch.zeros(2, 3)), torch.zeros(2, 3))
+    assert cache.misses == 2
+
+
+def test_results_of_schema_1_load_without_intervals(tmp_path: Path) -> None:
+    row = {
+        "run_id": "r", "method": "m", "preset": "p", "dataset": "d", "direction": "a2b", "metric": "fid",
+        "value": 1.0, "n": 1, "n_ref": 1, "reference": "testB", "extractor": "e", "weights_sha256": "",
+        "preprocessing": "", "protocol": "", "standard": True, "seed": 0,
+    }  # fmt: skip
+    document = {"run_id": "r", "created": "", "command": "", "config": {}, "environment": {}, "dataset": {}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**document, "methods": {}, "rows": [row], "schema_version": 1}))
+    (loaded,) = RunResult.load(path).rows
+    assert loaded.value == 1.0 and math.isnan(loaded.ci_low)
+    path.write_text(json.dumps({**document, "methods": {}, "rows": [], "schema_version": 99}))
+    with pytest.raises(ValueError, match="schema 99"):
+        RunResult.load(path)
+
+
+# -- the sanity suite -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sanity_suite_passes_on_toyfaces_with_the_standin_extractor(tmp_path: Path, capsys, private_cache) -> None:
+    from bench.__main__ import main
+
+    options = ["styles=4", "dfid_inputs=3", "dfid_styles=12", "consistency_inputs=10", "consistency_copies=5"]
+    args = ["sanity", "--data-root", str(tmp_path), "--data-option", "n_train=200", "--data-option", "n_test=40"]
+    for option in [*options, "equivariance_inputs=10", "bootstrap=50"]:
+        args += ["--eval-option", option]
+    code = main(args)
+    printed = capsys.readouterr().out
+    assert "FAIL" not in printed, printed
+    assert code == 0 and printed.count("PASS") == 15
