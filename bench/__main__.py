@@ -50,6 +50,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="training batch size (default: the preset's)")
     p.add_argument("--seed", type=int)
     p.add_argument(
+        "--seeds",
+        type=lambda text: tuple(int(v) for v in _csv(text)),
+        help="comma-separated training seeds: every method trains once per seed; reports show mean +- std",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         default=None,
@@ -152,8 +157,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     outcome = run(cfg, command="python -m bench " + " ".join(shlex.quote(a) for a in argv))
     table = outcome.result.table()
     if not table.empty:
-        shown = table[["method", "direction", "metric", "value", "n", "extractor"]].to_string(index=False)
-        print(f"\n{shown}\n")
+        print(f"\n{summary_table(table)}\n")
     for name, info in outcome.result.methods.items():
         if info["status"] != "ok":
             print(f"{name}: {info['status']}: {info['error']}", file=sys.stderr)
@@ -162,6 +166,16 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"results: {outcome.report.parent / 'results.csv'}")
     print(f"mlflow:  {outcome.tracking_uri}")
     return 0 if outcome.ok else 1
+
+
+def summary_table(table: Any) -> str:
+    """Quality metrics as method x direction rows (KID x100), with the extractors' labels beneath."""
+    quality = table[[m in METRICS and METRICS.get(m).higher_is_better is not None for m in table["metric"]]].copy()
+    quality["metric"] = [f"{m} x100" if m == "kid" else m for m in quality["metric"]]
+    quality["value"] = [v * 100 if m == "kid x100" else v for v, m in zip(quality["value"], quality["metric"])]
+    wide = quality.pivot_table(index=["method", "direction"], columns="metric", values="value", sort=False)
+    extractors = "\n".join(f"  {e}" for e in dict.fromkeys(quality["extractor"]))
+    return f"{wide.to_string(float_format=lambda v: f'{v:.4g}')}\n\nextractors:\n{extractors}"
 
 
 def cmd_report(args: argparse.Namespace) -> int:

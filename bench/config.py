@@ -22,6 +22,7 @@ class RunConfig:
     steps: int | None = None  # training steps; default: the preset's epochs over the training set
     batch_size: int | None = None  # default: the preset's
     seed: int = 0
+    seeds: tuple[int, ...] = ()  # several training seeds: each method trains once per seed (overrides seed)
     resume: bool = False  # continue from the last checkpoint of the same configuration
     work_dir: str = "runs"  # checkpoints and sample grids
     reports_dir: str = "reports"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -194,10 +195,14 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
     )
     out_dir = Path(cfg.reports_dir) / run_id
     tracked_runs = []
+    seeds = cfg.seeds or (cfg.seed,)
     for name, cls, preset, method_cfg in plan_methods:
-        tracked_runs.append(_run_method(session, name, cls, preset, method_cfg))
-        if session.main:
-            session.result.save(out_dir)  # after every method, so a crash keeps what finished
+        for seed in seeds:  # several training seeds: the report shows mean and std across them
+            seeded = dataclasses.replace(session, cfg=cfg.replace(seed=seed)) if cfg.seeds else session
+            key = f"{name}-seed{seed}" if len(seeds) > 1 else name
+            tracked_runs.append(_run_method(seeded, name, cls, preset, method_cfg, key))
+            if session.main:
+                session.result.save(out_dir)  # after every method, so a crash keeps what finished
     report = None
     if session.main:
         evaluated = sorted({d for info in session.result.methods.values() if info["status"] == "ok" for d in info["directions"]})
@@ -222,8 +227,11 @@ def eval_options(cfg: RunConfig, dataset_defaults: dict[str, Any]) -> EvalOption
     return EvalOptions.from_dict({**dataset_defaults, **values, **cfg.eval_options})
 
 
-def _run_method(s: _Session, name: str, cls: type[Method], preset: str, method_cfg: Any) -> TrackedRun:
-    """Train (or resume) one method, evaluate it and record everything in `s.result`."""
+def _run_method(
+    s: _Session, name: str, cls: type[Method], preset: str, method_cfg: Any, key: str | None = None
+) -> TrackedRun:
+    """Train (or resume) one method, evaluate it and record everything in `s.result` under `key`."""
+    key = key or name
     cfg, data, accelerator = s.cfg, s.data, s.accelerator
     run_id = s.result.run_id
     set_seed(cfg.seed)  # weight initialisation draws from the global generators
@@ -244,10 +252,10 @@ def _run_method(s: _Session, name: str, cls: type[Method], preset: str, method_c
         "total_steps": total,
         "processes": accelerator.num_processes,
     }
-    resume_from = find_resumable(Path(cfg.work_dir), name, fingerprint) if cfg.resume else None
+    resume_from = find_resumable(Path(cfg.work_dir), key, fingerprint) if cfg.resume else None
     if cfg.resume and resume_from is None:
         log.info("%s: no checkpoint of this configuration to resume; starting at step 0", name)
-    run_dir = Path(cfg.work_dir) / run_id / name
+    run_dir = Path(cfg.work_dir) / run_id / key
     if s.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
@@ -277,7 +285,7 @@ def _run_method(s: _Session, name: str, cls: type[Method], preset: str, method_c
         "sample_grid": None,
         "mlflow_run_id": tracked.run_id or None,
     }
-    s.result.methods[name] = info
+    s.result.methods[key] = info
     plan = TrainPlan(
         total, method_cfg.batch_size, cfg.seed, cfg.checkpoint_every, cfg.sample_every, cfg.log_every, cfg.workers
     )

@@ -12,11 +12,26 @@ import pandas as pd
 import pytest
 
 from bench.__main__ import main
-from bench.registry import METHODS
+from bench.registry import METHODS, METRICS
 from tests.test_data import _write_mixed_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--data-option", "size=32", "--data-option", "n_train=16", "--data-option", "n_test=8"]
+# every metric, at sizes a CPU test affords
+SMALL_EVAL = [
+    f"--eval-option={option}"
+    for option in (
+        "styles=3",
+        "dfid_inputs=2",
+        "dfid_styles=4",
+        "consistency_inputs=4",
+        "consistency_copies=3",
+        "equivariance_inputs=4",
+        "throughput_iterations=2",
+        "throughput_batch=2",
+        "bootstrap=20",
+    )
+]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -96,12 +111,21 @@ def test_toyfaces_run_tracks_reports_and_reproduces(in_tmp: Path, standin) -> No
         "--data-root",
         "data",
         *SMALL,
+        *SMALL_EVAL,
     ]
     assert main(args) == 0
-    first = _results(in_tmp)[0]
-    assert len(first) == 4 and set(first["metric"]) == {"fid", "kid"} and set(first["direction"]) == {"a2b", "b2a"}
+    table = _results(in_tmp)[0]
+    quality = [m for m in METRICS.names() if METRICS.get(m).default and METRICS.get(m).higher_is_better is not None]
+    for direction in ("a2b", "b2a"):
+        scored = table[(table["method"] == "cyclegan") & (table["direction"] == direction)]
+        assert set(quality) <= set(scored["metric"]) and "images_per_s_b2" in set(scored["metric"])
+        floor = table[(table["method"] == "real_vs_real") & (table["direction"] == direction)]
+        assert set(floor["metric"]) == {"fid", "kid"} and (floor["n"] == 4).all()
+    first = table[table["metric"].isin(["fid", "kid"]) & (table["method"] == "cyclegan")]
+    assert len(first) == 4
     assert not first["standard"].any() and first["extractor"].str.contains("non-standard extractor").all()
-    assert (first["n"] == 8).all() and (first["n_ref"] == 8).all()
+    assert (first["n"] == 8).all() and (first["n_ref"] == 8).all() and (first["ci_low"] <= first["ci_high"]).all()
+    assert table.loc[table["metric"] == "lpips_diversity", "value"].eq(0).all()  # CycleGAN is deterministic
     report = next((in_tmp / "reports").glob("*/index.html")).read_text()
     assert "non-standard extractor" in report and "data:image/png;base64" in report
     assert "cyclegan" in report and "version torch" in report
@@ -116,13 +140,16 @@ def test_toyfaces_run_tracks_reports_and_reproduces(in_tmp: Path, standin) -> No
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"index.html", "results.csv", "samples"} <= artifacts
 
+    def measured(frame: pd.DataFrame) -> list[float]:  # every number but the timings
+        return frame.loc[frame["metric"].isin(quality + ["fid", "kid"]), "value"].round(10).tolist()
+
     assert main(args) == 0  # the same command twice gives the same numbers
     second = _results(in_tmp)[1]
-    assert first["value"].tolist() == second["value"].tolist()
+    assert measured(table) == measured(second)
 
     assert main([*args, "--resume"]) == 0  # a finished run resumes at its last step and only evaluates
     third = _results(in_tmp)[2]
-    assert first["value"].tolist() == third["value"].tolist()
+    assert measured(table) == measured(third)
     assert '"resumed_from": 4' in sorted((in_tmp / "reports").glob("*/results.json"))[2].read_text()
 
 
@@ -144,6 +171,8 @@ def test_folder_of_mixed_modes_runs_to_the_end_and_reports_the_bad_file(in_tmp: 
             "2",
             "--allow-standin",
             "--no-track",
+            "--metrics",
+            "fid,kid",
         ]
     )
     assert code == 0
@@ -153,7 +182,8 @@ def test_folder_of_mixed_modes_runs_to_the_end_and_reports_the_bad_file(in_tmp: 
     ran = json.loads((result_dir / "results.json").read_text())["methods"]
     assert set(ran) == set(METHODS.names()) and all(info["status"] == "ok" for info in ran.values())
     table = pd.read_csv(result_dir / "results.csv")
-    assert len(table) == sum(2 * len(info["directions"]) for info in ran.values())
+    scored = table[table["method"] != "real_vs_real"]
+    assert len(scored) == sum(2 * len(info["directions"]) for info in ran.values())
     (result_dir / "index.html").unlink()
     assert main(["report", str(result_dir / "results.json")]) == 0  # reports rebuild from results alone
     assert "truncated.jpg" in (result_dir / "index.html").read_text()
@@ -178,9 +208,22 @@ def test_two_processes_under_accelerate_launch(tmp_path: Path, standin) -> None:
         "--dynamo_backend",
         "no",
     ]
-    args = ["-m", "bench", "run", "--methods", "cyclegan", "--steps", "4", *SMALL, "--no-track"]
+    args = ["-m", "bench", "run", "--methods", "cyclegan", "--steps", "4", *SMALL, "--metrics", "fid,kid", "--no-track"]
     out = subprocess.run([*launch, *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(list((tmp_path / "runs").iterdir())) == 1  # one run id shared by both processes
     (results,) = _results(tmp_path)
-    assert len(results) == 4
+    assert len(results[results["method"] == "cyclegan"]) == 4
+
+
+@pytest.mark.slow
+def test_several_training_seeds_are_summarised_as_mean_and_std(in_tmp: Path, standin) -> None:
+    args = ["run", "--methods", "cyclegan", "--steps", "2", "--seeds", "3,4", *SMALL, "--metrics", "fid", "--no-track"]
+    assert main(args) == 0
+    (table,) = _results(in_tmp)
+    scored = table[table["method"] == "cyclegan"]
+    assert sorted(set(scored["seed"])) == [3, 4] and len(scored) == 4  # two seeds x two directions
+    assert scored.groupby("direction")["value"].nunique().eq(2).all()  # each seed trained its own model
+    assert sorted(p.name for p in next((in_tmp / "runs").iterdir()).iterdir()) == ["cyclegan-seed3", "cyclegan-seed4"]
+    report = next((in_tmp / "reports").glob("*/index.html")).read_text()
+    assert "Across training seeds" in report and "\u00b1" in report

@@ -100,9 +100,10 @@ class Evaluator:
 
     def _compute(self, metric: Metric, g: Generation, target: str, translator: Translator) -> list[MetricValue]:
         o = self.options
-        if metric.needs == "outputs":
-            fake = self.extractor(metric.extractor)(g.outputs, self.batch_size).numpy()
-            return metric.compute(fake, self.real_features(metric.extractor, target), o)
+        if metric.needs == "outputs":  # features of the outputs are extracted once, for all metrics reading them
+            if metric.extractor not in g.features:
+                g.features[metric.extractor] = self.extractor(metric.extractor)(g.outputs, self.batch_size).numpy()
+            return metric.compute(g.features[metric.extractor], self.real_features(metric.extractor, target), o)
         if metric.needs == "styles":
             sets = g.style_sets(o.styles)
             lpips = self.extractor("lpips")

@@ -88,7 +88,25 @@ def _torchvision_features(path: Path, trunk: nn.Module, known: str) -> dict[str,
     return {k: state[f"features.{k.split('.', 1)[1]}"] for k in trunk.state_dict()}
 
 
-class LpipsDistance:
+class _TorchvisionTrunk:
+    """Provenance of an extractor whose trunk comes from a resolved torchvision file (or a random stand-in)."""
+
+    network: str
+    weights: ResolvedWeights
+
+    @property
+    def id(self) -> str:
+        return self.network if self.standard else f"{self.network}-{self.weights.extractor}"
+
+    @property
+    def label(self) -> str:
+        return self.id if self.standard else f"{self.id} ({NON_STANDARD})"
+
+    weights_sha256 = property(lambda self: self.weights.sha256)
+    standard = property(lambda self: self.weights.standard)
+
+
+class LpipsDistance(_TorchvisionTrunk):
     """LPIPS (v0.1, AlexNet backbone, the lpips package's linear heads): the StarGAN v2 diversity protocol.
 
     The package's learned linear heads ship inside the wheel; the AlexNet trunk comes from the resolved
@@ -107,14 +125,8 @@ class LpipsDistance:
             model.net.load_state_dict(_torchvision_features(weights.path, model.net, "alexnet"))
         self.model = model.to(self.device).eval().requires_grad_(False)
 
-    id = property(lambda self: "lpips-v0.1-alex" + ("" if self.standard else f"-{self.weights.extractor}"))
-    weights_sha256 = property(lambda self: self.weights.sha256)
-    standard = property(lambda self: self.weights.standard)
+    network = "lpips-v0.1-alex"
     preprocessing = "uint8 -> [-1, 1] at evaluation size, no resize"
-
-    @property
-    def label(self) -> str:
-        return self.id if self.standard else f"{self.id} ({NON_STANDARD})"
 
     @torch.no_grad()
     def __call__(self, a: Tensor, b: Tensor, batch_size: int = 50) -> Tensor:
@@ -136,7 +148,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class StyleStatistics:
+class StyleStatistics(_TorchvisionTrunk):
     """Channel-wise mean and standard deviation of VGG16 features (the statistics AdaIN transfers)."""
 
     def __init__(self, weights: ResolvedWeights, device: torch.device | str = "cpu") -> None:
@@ -154,14 +166,8 @@ class StyleStatistics:
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
-    id = property(lambda self: "vgg16-relu1_2-4_3-mean-std" + ("" if self.standard else f"-{self.weights.extractor}"))
-    weights_sha256 = property(lambda self: self.weights.sha256)
-    standard = property(lambda self: self.weights.standard)
+    network = "vgg16-relu1_2-4_3-mean-std"
     preprocessing = "uint8 -> [0, 1], ImageNet normalisation, at evaluation size"
-
-    @property
-    def label(self) -> str:
-        return self.id if self.standard else f"{self.id} ({NON_STANDARD})"
 
     @torch.no_grad()
     def __call__(self, images: Tensor, batch_size: int = 50) -> Tensor:

@@ -84,6 +84,8 @@ def fid_from_arrays(features_1: np.ndarray, features_2: np.ndarray) -> float:
     values come from torch-fidelity, and a test checks that the two agree.
     """
     n_1, n_2 = len(features_1), len(features_2)
+    if min(n_1, n_2) < 2:
+        raise ValueError(f"FID needs at least 2 samples per set, got {n_1} and {n_2}")
     mu_1, mu_2 = features_1.mean(0), features_2.mean(0)
     x_1, x_2 = features_1 - mu_1, features_2 - mu_2
     traces = (x_1**2).sum() / (n_1 - 1) + (x_2**2).sum() / (n_2 - 1)
@@ -121,5 +123,7 @@ class KidKernels:
         """
         within_1 = self.within_1[np.ix_(index_1, index_1)][index_1[:, None] != index_1[None, :]]
         within_2 = self.within_2[np.ix_(index_2, index_2)][index_2[:, None] != index_2[None, :]]
+        if within_1.size == 0 or within_2.size == 0:  # a resample of one repeated sample: no estimate
+            return float("nan")
         between = self.between[np.ix_(index_1, index_2)]
         return float(within_1.mean() + within_2.mean() - 2 * between.mean())

@@ -106,7 +106,12 @@ def fid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[Metric
     import torch
 
     value = features_to_fid(torch.from_numpy(fake), torch.from_numpy(real))
-    interval = options.jackknife(lambda i, j: fid_from_arrays(fake[i], real[j]), (len(fake), len(real)))
+    # leaving a group out must leave 2 samples per set for a covariance
+    interval = (
+        options.jackknife(lambda i, j: fid_from_arrays(fake[i], real[j]), (len(fake), len(real)))
+        if min(len(fake), len(real)) >= 4
+        else None
+    )
     protocol = "Frechet distance of float64 Gaussian fits (torch-fidelity)"
     if interval is not None:
         protocol += f"; normal interval from a grouped two-sample jackknife ({interval.replicates} evaluations)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 
 import torch
@@ -93,7 +94,7 @@ class _DomainIndex:
         return torch.where(flipped, i_mirrored, i_straight).tolist(), flipped.tolist()
 
 
-class ReferenceTranslator:
+class ReferenceTranslator(ABC):
     """Common parts of the panel: no parameters, fixed working size, both directions."""
 
     name = "reference"
@@ -137,6 +138,7 @@ class ReferenceTranslator:
             raise ValueError(f"{self.name}: expected (N, 3, {size}, {size}) images, got {tuple(x.shape)}")
         return self._translate(x, direction, source, target, style, reference, generator)
 
+    @abstractmethod
     def _translate(
         self,
         x: Tensor,
@@ -147,7 +149,7 @@ class ReferenceTranslator:
         reference: Tensor | None,
         generator: torch.Generator | None,
     ) -> Tensor:
-        raise NotImplementedError
+        """The translation itself; arguments already checked."""
 
 
 class Identity(ReferenceTranslator):

@@ -53,7 +53,7 @@ def jackknife_interval(
     sizes: tuple[int, int],
     level: float = 0.95,
     seed: int = 0,
-    max_groups: int = 100,
+    max_groups: int = 50,
 ) -> Interval:
     """Normal interval from a two-sample grouped (delete-a-group) jackknife standard error.
 

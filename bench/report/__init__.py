@@ -57,8 +57,12 @@ def metrics_figure(result: RunResult) -> plt.Figure | None:
         return None
     table["shown"] = [v * _scale(m) for v, m in zip(table["value"], table["metric"])]
     metrics = list(dict.fromkeys(table["metric"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    columns = min(3, len(metrics))
+    rows = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics) :]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
         part = table[table["metric"] == metric]
         sns.barplot(data=part, x="method", y="shown", hue="direction", ax=ax)
         scale = _scale(metric)
