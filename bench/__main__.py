@@ -126,7 +126,9 @@ def parser() -> argparse.ArgumentParser:
     sanity.add_argument("--seed", type=int, default=0)
     sanity.add_argument("--data-root", help="toyfaces parent folder (default: datasets/)")
     sanity.add_argument("--data-option", action="append", type=_key_value, metavar="KEY=VALUE", help="toyfaces option")
-    sanity.add_argument("--metrics", type=_csv, help="metrics to check (default: every metric the suite has checks for)")
+    sanity.add_argument(
+        "--metrics", type=_csv, help="metrics to check (default: every metric the suite has checks for)"
+    )
     sanity.add_argument("--inception-weights", metavar="PATH")
     sanity.add_argument("--weights", action="append", type=_key_value, metavar="NAME=PATH")
     sanity.add_argument("--eval-limit", type=int, metavar="N", help="use only the first N test images")

@@ -205,7 +205,9 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
                 session.result.save(out_dir)  # after every method, so a crash keeps what finished
     report = None
     if session.main:
-        evaluated = sorted({d for info in session.result.methods.values() if info["status"] == "ok" for d in info["directions"]})
+        evaluated = sorted(
+            {d for info in session.result.methods.values() if info["status"] == "ok" for d in info["directions"]}
+        )
         session.result.rows += session.evaluator.noise_floor(run_id, evaluated)
         session.result.save(out_dir)
         report = build_report(session.result, out_dir)

@@ -153,7 +153,9 @@ def test_alexnet_file_fills_the_lpips_trunk(tmp_path: Path, private_cache) -> No
     torch.save(alexnet().state_dict(), path)
     weights = resolve_weights("alexnet", str(path), allow_standin=True)  # not the published hash: a user file
     distance = LpipsDistance(weights)
-    assert torch.equal(distance.model.net.slice3._modules["6"].weight, torch.load(path, weights_only=True)["features.6.weight"])
+    assert torch.equal(
+        distance.model.net.slice3._modules["6"].weight, torch.load(path, weights_only=True)["features.6.weight"]
+    )
     assert not distance.standard and "non-standard" in distance.label
 
 
@@ -313,3 +315,17 @@ def test_sanity_suite_passes_on_toyfaces_with_the_standin_extractor(tmp_path: Pa
     printed = capsys.readouterr().out
     assert "FAIL" not in printed, printed
     assert code == 0 and printed.count("PASS") == 15
+
+
+def test_cache_command_lists_and_clears_entries(private_cache, capsys) -> None:
+    from bench.__main__ import main
+    from bench.evaluate.cache import CacheKey
+
+    FeatureCache().features(
+        CacheKey("ext", "sha", "pre", 64, "c0ffee"), "toyfaces testB (3 images)", lambda: torch.ones(3, 4)
+    )
+    assert main(["cache", "ls"]) == 0
+    listed = capsys.readouterr().out
+    assert "toyfaces testB (3 images)" in listed and "ext @ 64px" in listed and "c0ffee" in listed
+    assert main(["cache", "clear"]) == 0
+    assert "removed" in capsys.readouterr().out and FeatureCache().entries() == []

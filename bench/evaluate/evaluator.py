@@ -67,7 +67,9 @@ class Evaluator:
             if self.cache is None:
                 features = compute()
             else:
-                cache_key = CacheKey(network.id, network.weights_sha256, network.preprocessing, size, images.content_hash())
+                cache_key = CacheKey(
+                    network.id, network.weights_sha256, network.preprocessing, size, images.content_hash()
+                )
                 label = f"{self.data.name} {split}{domain} ({len(images)} images, {network.label})"
                 features = self.cache.features(cache_key, label, compute)
             self._real[key] = features.numpy()
@@ -93,7 +95,9 @@ class Evaluator:
                 values = self._compute(metric, generation, target, translator)
                 log.info("%s %s %s: %.1f s", translator.name, direction, metric.name, time.perf_counter() - started)
                 rows += [
-                    self._row(metric, value, run_id, translator.name, preset, direction, seed, translator.config.image_size)
+                    self._row(
+                        metric, value, run_id, translator.name, preset, direction, seed, translator.config.image_size
+                    )
                     for value in values
                 ]
         return rows
@@ -138,7 +142,14 @@ class Evaluator:
         raise ValueError(f"metric {metric.name} needs {metric.needs!r}, which the evaluator does not produce")
 
     def _row(
-        self, metric: Metric, value: MetricValue, run_id: str, method: str, preset: str, direction: str, seed: int,
+        self,
+        metric: Metric,
+        value: MetricValue,
+        run_id: str,
+        method: str,
+        preset: str,
+        direction: str,
+        seed: int,
         fake_size: int | None,
     ) -> ResultRow:
         """A results row; `fake_size` None for rows that compare real images only (the noise floor)."""
@@ -197,14 +208,15 @@ class Evaluator:
                 if not metric.set_metric:
                     continue
                 real = self.real_features(metric.extractor, target)
-                order = np.random.default_rng(mix_seed(self.options.seed, DIRECTIONS.index(direction))).permutation(len(real))
+                order = np.random.default_rng(mix_seed(self.options.seed, DIRECTIONS.index(direction))).permutation(
+                    len(real)
+                )
                 half = len(real) // 2
                 if half < 2:
                     continue
                 for value in metric.compute(real[order[:half]], real[order[half : 2 * half]], self.options):
                     rows.append(self._row(metric, value, run_id, NOISE_FLOOR, "", direction, self.options.seed, None))
         return rows
-
 
 
 def metric_extractors(

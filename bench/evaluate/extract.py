@@ -136,7 +136,9 @@ class LpipsDistance(_TorchvisionTrunk):
         if a.shape != b.shape:
             raise ValueError(f"LPIPS needs pairs of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}")
         out = [
-            self.model(_to_unit_range(x, self.device), _to_unit_range(y, self.device)).flatten().to("cpu", torch.float64)
+            self.model(_to_unit_range(x, self.device), _to_unit_range(y, self.device))
+            .flatten()
+            .to("cpu", torch.float64)
             for x, y in zip(a.split(batch_size), b.split(batch_size))
         ]
         return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
@@ -231,7 +233,9 @@ class TorchFidelityFeatures:
         else:
             weights_path = weights_path or os.environ.get("BENCH_CLIP_WEIGHTS")
         module_ = importlib.import_module(f"torch_fidelity.{module}")
-        self.model = getattr(module_, cls)(name, [feature], feature_extractor_weights_path=weights_path).to(device).eval()
+        self.model = (
+            getattr(module_, cls)(name, [feature], feature_extractor_weights_path=weights_path).to(device).eval()
+        )
         self.device = torch.device(device)
         self.backbone = name
         self.calls = 0
@@ -253,4 +257,3 @@ class TorchFidelityFeatures:
             out.append(features.to("cpu", torch.float64))
             self.calls += len(chunk)
         return torch.cat(out)
-

@@ -119,7 +119,9 @@ class Generation:
     def style_sets(self, styles: int) -> Tensor:
         """(N, M, 3, S, S): every test input under M random styles (lpips_diversity)."""
         x = self._float_inputs()
-        sets = [self.translate(x, self.styles_for("styles", len(x), m), mix_seed(self.seed, 1, m)) for m in range(styles)]
+        sets = [
+            self.translate(x, self.styles_for("styles", len(x), m), mix_seed(self.seed, 1, m)) for m in range(styles)
+        ]
         return torch.stack(sets, 1)
 
     def dfid_sets(self, inputs: int, styles: int) -> Tensor:
@@ -145,7 +147,10 @@ class Generation:
         by_style = None
         if self.translator.multimodal:
             by_style = torch.stack(
-                [self.translate(x, self.styles_for("augmented", len(x), 1 + m), mix_seed(self.seed, 3)) for m in range(copies)],
+                [
+                    self.translate(x, self.styles_for("augmented", len(x), 1 + m), mix_seed(self.seed, 3))
+                    for m in range(copies)
+                ],
                 1,
             )
         return torch.stack(copies_out, 1), by_style

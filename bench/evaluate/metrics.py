@@ -64,7 +64,9 @@ class EvalOptions:
             return None
         return bootstrap_interval(statistic, sizes, self.bootstrap, self.ci_level, self.seed)
 
-    def jackknife(self, statistic: Callable[[np.ndarray, np.ndarray], float], sizes: tuple[int, int]) -> Interval | None:
+    def jackknife(
+        self, statistic: Callable[[np.ndarray, np.ndarray], float], sizes: tuple[int, int]
+    ) -> Interval | None:
         return None if self.bootstrap == 0 else jackknife_interval(statistic, sizes, self.ci_level, self.seed)
 
     def mean_interval(self, per_input: np.ndarray) -> Interval | None:
@@ -143,7 +145,9 @@ def lpips_diversity(pairwise: np.ndarray, options: EvalOptions) -> list[MetricVa
     """
     per_input = pairwise.mean(1)
     pairs = pairwise.shape[1]
-    protocol = f"mean LPIPS over all {pairs} pairs of {options.styles} outputs per input (random styles), mean over inputs"
+    protocol = (
+        f"mean LPIPS over all {pairs} pairs of {options.styles} outputs per input (random styles), mean over inputs"
+    )
     return [MetricValue(float(per_input.mean()), protocol, len(per_input), 0, options.mean_interval(per_input))]
 
 
@@ -223,11 +227,15 @@ def throughput(measured: list[Any], parameters: int, options: EvalOptions) -> li
             MetricValue(m.images_per_s, how, m.batch_size, name=f"images_per_s_{b}"),
             MetricValue(m.ms_per_image_p50, how + ", median", m.batch_size, name=f"ms_per_image_p50_{b}"),
             MetricValue(m.ms_per_image_p95, how + ", 95th percentile", m.batch_size, name=f"ms_per_image_p95_{b}"),
-            MetricValue(m.flops_per_image / 1e9, "torch.utils.flop_counter", m.batch_size, name=f"gflops_per_image_{b}"),
+            MetricValue(
+                m.flops_per_image / 1e9, "torch.utils.flop_counter", m.batch_size, name=f"gflops_per_image_{b}"
+            ),
         ]
         if m.peak_fraction is not None:
             rows.append(
-                MetricValue(m.peak_fraction, "achieved FLOP/s / measured matmul peak", m.batch_size, name=f"peak_fraction_{b}")
+                MetricValue(
+                    m.peak_fraction, "achieved FLOP/s / measured matmul peak", m.batch_size, name=f"peak_fraction_{b}"
+                )
             )
         if m.peak_memory_mb is not None:
             rows.append(MetricValue(m.peak_memory_mb, "CUDA max allocated", m.batch_size, name=f"peak_memory_mb_{b}"))

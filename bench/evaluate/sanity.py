@@ -63,18 +63,33 @@ CHECKS = [
     *_set_metric_checks("kid"),
     Check("lpips_diversity", "collapsed style gives exactly 0", _zero("style_collapsed")),
     Check("lpips_diversity", "a deterministic map (identity) gives exactly 0", _zero("identity")),
-    Check("lpips_diversity", "the renderer's random styles are more diverse than a collapsed style",
-          lambda v: v["renderer"] > v["style_collapsed"]),
-    Check("dfid", "many styles of one input cover the target better than one collapsed style",
-          _better("renderer", "style_collapsed")),
-    Check("style_consistency", "a renderer that keeps the style fixed beats one that re-samples it per copy",
-          _better("renderer", "style_resampled")),
+    Check(
+        "lpips_diversity",
+        "the renderer's random styles are more diverse than a collapsed style",
+        lambda v: v["renderer"] > v["style_collapsed"],
+    ),
+    Check(
+        "dfid",
+        "many styles of one input cover the target better than one collapsed style",
+        _better("renderer", "style_collapsed"),
+    ),
+    Check(
+        "style_consistency",
+        "a renderer that keeps the style fixed beats one that re-samples it per copy",
+        _better("renderer", "style_resampled"),
+    ),
     # style_resampled takes its style from the input's pixels, so T(x) gets another style: the premise of
     # this metric (one fixed style for x and T(x)) does not hold for it, and it is left out of this ranking.
-    Check("content_equivariance", "ignoring the content is the worst of the translators that keep a given style",
-          _worst("random_target", excluding=("style_resampled",))),
-    Check("content_equivariance", "the true renderer is more equivariant than random target images",
-          _better("renderer", "random_target")),
+    Check(
+        "content_equivariance",
+        "ignoring the content is the worst of the translators that keep a given style",
+        _worst("random_target", excluding=("style_resampled",)),
+    ),
+    Check(
+        "content_equivariance",
+        "the true renderer is more equivariant than random target images",
+        _better("renderer", "random_target"),
+    ),
 ]
 
 
@@ -89,13 +104,21 @@ class SanityResult:
         return bool(self.checks["holds"].all())
 
     def render(self) -> str:
-        lines = ["Metric sanity suite (toyfaces reference translators)", "", self.table.to_string(float_format="%.4g"), ""]
+        lines = [
+            "Metric sanity suite (toyfaces reference translators)",
+            "",
+            self.table.to_string(float_format="%.4g"),
+            "",
+        ]
         extractors = sorted({r.extractor for r in self.rows})
         lines += ["extractors: " + "; ".join(extractors), ""]
         for check in self.checks.itertuples():
             lines.append(f"{'PASS' if check.holds else 'FAIL'}  {check.metric:<21} {check.claim}")
         failed = int((~self.checks["holds"]).sum())
-        lines += ["", "all checks hold" if failed == 0 else f"{failed} check(s) do not hold: findings about those metrics"]
+        lines += [
+            "",
+            "all checks hold" if failed == 0 else f"{failed} check(s) do not hold: findings about those metrics",
+        ]
         return "\n".join(lines)
 
 
