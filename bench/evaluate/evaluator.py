@@ -125,8 +125,10 @@ class Evaluator:
             def of(sets: Tensor) -> np.ndarray:
                 return stats(sets.flatten(0, 1), self.batch_size).numpy().reshape(*sets.shape[:2], -1)
 
-            single = stats(g.outputs, self.batch_size).numpy()
-            return metric.compute(of(augmented), None if by_style is None else of(by_style), single, o)
+            if by_style is not None:
+                return metric.compute(of(augmented), of(by_style), None, o)
+            # unimodal: the spread across the outputs of different inputs is the reference
+            return metric.compute(of(augmented), None, stats(g.outputs, self.batch_size).numpy(), o)
         if metric.needs == "equivariance":
             lpips = self.extractor("lpips")
             pairs = g.equivariance(o.equivariance_inputs)

@@ -174,7 +174,9 @@ def _spread(stats: np.ndarray) -> np.ndarray:
     return stats.var(axis=-2, ddof=1).sum(-1)
 
 
-def style_consistency(augmented: np.ndarray, styles: np.ndarray | None, outputs: np.ndarray, options: EvalOptions):
+def style_consistency(
+    augmented: np.ndarray, styles: np.ndarray | None, outputs: np.ndarray | None, options: EvalOptions
+) -> list[MetricValue]:
     """Spread of style statistics across augmented copies of an input translated with one fixed style,
     divided by their spread across different styles for the same input. Lower is more consistent; 1.0
     means the style does not survive augmentation.
@@ -188,6 +190,8 @@ def style_consistency(augmented: np.ndarray, styles: np.ndarray | None, outputs:
         denominator = _spread(styles)
         basis = f"across {styles.shape[1]} random styles of the same input"
     else:
+        if outputs is None:
+            raise ValueError("style_consistency of a unimodal translator needs the statistics of its outputs")
         denominator = np.full(len(numerator), _spread(outputs[None])[0])
         basis = f"across the outputs of {len(outputs)} different inputs (unimodal)"
     if denominator.sum() <= 0:
