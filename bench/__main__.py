@@ -91,6 +91,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kid-subsets", type=int)
     _add_eval_option(p)
     p.add_argument(
+        "--dump-images",
+        action="store_true",
+        default=None,
+        help="also write the translated test images (one per input, as scored by FID/KID) as PNG to the report folder",
+    )
+    p.add_argument(
         "--no-feature-cache",
         dest="feature_cache",
         action="store_false",

@@ -41,6 +41,7 @@ class RunConfig:
     kid_subset_size: int | None = None  # default: min(1000, n // 2), so subsets differ at n = 100
     kid_subsets: int = 100
     eval_options: dict[str, Any] = field(default_factory=dict)  # bench.evaluate.metrics.EvalOptions fields
+    dump_images: bool = False  # write each method's translated test images under reports/<run id>/images/
     feature_cache: bool = True  # keep features of real image sets on disk (see `bench cache ls`)
     track: bool = True  # log to MLflow
 

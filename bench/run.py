@@ -177,6 +177,7 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
             cache=FeatureCache() if cfg.feature_cache else None,
             batch_size=cfg.eval_batch_size,
             limit=cfg.eval_limit,
+            dump_dir=Path(cfg.reports_dir) / run_id / "images" if cfg.dump_images else None,
         ),
         tracker=tracker,
         result=RunResult(

@@ -329,3 +329,16 @@ def test_cache_command_lists_and_clears_entries(private_cache, capsys) -> None:
     assert "toyfaces testB (3 images)" in listed and "ext @ 64px" in listed and "c0ffee" in listed
     assert main(["cache", "clear"]) == 0
     assert "removed" in capsys.readouterr().out and FeatureCache().entries() == []
+
+
+def test_image_dumps_hold_exactly_the_scored_translations(toyfaces_small, tmp_path: Path, private_cache) -> None:
+    from bench.data.images import ImageSet
+
+    identity = reference_panel(toyfaces_small)[0]
+    evaluator = _evaluator(toyfaces_small, None, ["kid"])
+    evaluator.dump_dir = tmp_path / "images"
+    evaluator.evaluate(identity, "run", "", seed=0)
+    dumped = ImageSet.scan(tmp_path / "images" / "identity" / "a2b")
+    inputs = toyfaces_small.split("test", "A")
+    assert [p.stem for p in dumped.paths] == [p.stem for p in inputs.paths]
+    assert torch.equal(dumped.load_all(32), inputs.load_all(32))  # lossless: the identity map's outputs

@@ -68,6 +68,13 @@ def float_to_uint8(images: Tensor) -> Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
+def save_pngs(images: Tensor, folder: Path, names: list[str]) -> None:
+    """Write (N, 3, H, W) uint8 images as `folder/<name>.png` (lossless, so the files hold what was scored)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, name in zip(images, names):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{name}.png")
+
+
 @dataclass(frozen=True)
 class SkippedFile:
     path: Path

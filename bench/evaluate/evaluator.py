@@ -11,12 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import Tensor
 
 from bench.data.folder import TwoDomainDataset
+from bench.data.images import save_pngs
 from bench.data.loader import mix_seed
 from bench.evaluate.cache import CacheKey, FeatureCache
 from bench.evaluate.extract import InceptionFeatures, LpipsDistance, StyleStatistics, TorchFidelityFeatures
@@ -43,6 +45,7 @@ class Evaluator:
     cache: FeatureCache | None = None  # None: real-set features are not stored on disk
     batch_size: int = 50
     limit: int | None = None  # translate only the first N test images per direction
+    dump_dir: Path | None = None  # also write the translations scored by set metrics here, as PNG
     _built: dict[str, Any] = field(default_factory=dict)
     _real: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
 
@@ -90,6 +93,9 @@ class Evaluator:
                 mix_seed(seed, DIRECTIONS.index(direction)),
                 self.batch_size,
             )
+            if self.dump_dir is not None:  # the images FID/KID read, named after their inputs
+                names = [path.stem for path in self.data.split("test", source).paths[: len(inputs)]]
+                save_pngs(generation.outputs, self.dump_dir / translator.name / direction, names)
             for metric in self.metrics:
                 started = time.perf_counter()
                 values = self._compute(metric, generation, target, translator)
