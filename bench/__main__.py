@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run | list | report | cache | sanity`.
+"""Command line: `python -m bench run | eval | list | report | cache | sanity | weights | data`.
 
 With no arguments, `python -m bench run` is the offline demo: every registered method, tiny preset,
 on the synthetic toyfaces dataset.
@@ -34,17 +34,7 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML file of run settings; command-line options override it")
-    p.add_argument("--methods", type=_csv, help=f"comma-separated methods (default: all: {','.join(METHODS.names())})")
-    p.add_argument("--dataset", help=f"one of {', '.join(DATASETS.names())} (default: toyfaces)")
-    p.add_argument("--data-root", help="dataset folder (selfie2anime: datasets/selfie2anime; toyfaces: parent folder)")
-    p.add_argument(
-        "--data-option",
-        action="append",
-        type=_key_value,
-        metavar="KEY=VALUE",
-        help="dataset option, repeatable (toyfaces: size, n_train, n_test, seed)",
-    )
+    _add_data_arguments(p)
     p.add_argument("--preset", help="method preset (default: tiny for toyfaces, paper for real data)")
     p.add_argument("--steps", type=int, help="training steps (default: the preset's epochs)")
     p.add_argument("--batch-size", type=int, help="training batch size (default: the preset's)")
@@ -61,11 +51,31 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="continue from the last checkpoint of an earlier run with the same configuration",
     )
     p.add_argument("--work-dir", help="where checkpoints and sample grids go (default: runs)")
-    p.add_argument("--reports-dir", help="where reports go (default: reports)")
     p.add_argument("--checkpoint-every", type=int, metavar="N")
     p.add_argument("--sample-every", type=int, metavar="N")
     p.add_argument("--log-every", type=int, metavar="N")
     p.add_argument("--workers", type=int, help="data-loading processes (default: 0)")
+    _add_scoring_arguments(p)
+    p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate only the first N test images per direction")
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of run settings; command-line options override it")
+    p.add_argument("--methods", type=_csv, help=f"comma-separated methods (default: all: {','.join(METHODS.names())})")
+    p.add_argument("--dataset", help=f"one of {', '.join(DATASETS.names())} (default: toyfaces)")
+    p.add_argument("--data-root", help="dataset folder (selfie2anime: datasets/selfie2anime; toyfaces: parent folder)")
+    p.add_argument(
+        "--data-option",
+        action="append",
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="dataset option, repeatable (toyfaces: size, n_train, n_test, seed)",
+    )
+
+
+def _add_scoring_arguments(p: argparse.ArgumentParser) -> None:
+    """What `bench run` and `bench eval` share: weights, metrics, evaluation settings, outputs."""
+    p.add_argument("--reports-dir", help="where reports go (default: reports)")
     p.add_argument(
         "--metrics",
         type=_csv,
@@ -86,7 +96,6 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="without published weights, use labelled stand-ins (default: only for toyfaces; tiny presets only for losses)",
     )
     p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate only the first N test images per direction")
     p.add_argument("--kid-subset-size", type=int)
     p.add_argument("--kid-subsets", type=int)
     _add_eval_option(p)
@@ -106,6 +115,34 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-track", dest="track", action="store_false", default=None, help="do not log to MLflow")
 
 
+def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    _add_data_arguments(p)
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        type=_method_path,
+        metavar="METHOD=PATH",
+        help="score this checkpoint of METHOD, repeatable: a harness checkpoint (runs/.../step_*.pt, its own "
+        "configuration) or the authors' released file (with --preset, default paper on real data)",
+    )
+    p.add_argument("--preset", help="method preset of released checkpoints (default: tiny for toyfaces, else paper)")
+    p.add_argument("--seed", type=int, help="seed of styles, KID subsets and resampling (default: 0)")
+    p.add_argument("--translations", type=Path, metavar="DIR", help="score this folder of translated images ...")
+    p.add_argument("--reference", type=Path, metavar="DIR", help="... against this folder of real target images")
+    p.add_argument("--name", help="the name --translations rows carry (default: the folder's name)")
+    p.add_argument(
+        "--limit", "--eval-limit", dest="eval_limit", type=int, metavar="N", help="score only the first N test images"
+    )
+    _add_scoring_arguments(p)
+
+
+def _method_path(text: str) -> tuple[str, str]:
+    method, sep, path = text.partition("=")
+    if not sep or not method or not path:
+        raise argparse.ArgumentTypeError(f"expected METHOD=PATH, got {text!r}")
+    return method.strip(), path
+
+
 def _add_eval_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-option",
@@ -122,6 +159,17 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, evaluate, track and report (no arguments: offline demo)")
     _add_run_arguments(run)
+    evaluate = sub.add_parser(
+        "eval", help="score checkpoints (--checkpoint) or a folder of translations (--translations) without training"
+    )
+    _add_eval_arguments(evaluate)
+    from bench.data.fetch import add_fetch_arguments
+    from bench.weights_cli import add_weights_arguments
+
+    data = sub.add_parser("data", help="fetch datasets: python -m bench data fetch selfie2anime")
+    data_actions = data.add_subparsers(dest="data_action", required=True)
+    add_fetch_arguments(data_actions.add_parser("fetch", help="download, verify and lay out a dataset"))
+    add_weights_arguments(sub.add_parser("weights", help="pretrained files: ls, fetch, import, verify"))
     sub.add_parser("list", help="list registered methods, datasets and metrics")
     report = sub.add_parser("report", help="rebuild the HTML report of a past run from its results.json")
     report.add_argument("results", type=Path, help="path to results.json")
@@ -151,18 +199,59 @@ def cmd_list() -> int:
     return 0
 
 
+def _overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """RunConfig fields from parsed options (None: not given, so the YAML file or the default holds)."""
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", *skip)}
+    overrides["data_options"] = dict(overrides.pop("data_option") or []) or None
+    overrides["weights"] = {k: str(v) for k, v in args.weights} if args.weights else None
+    overrides["eval_options"] = dict(overrides.pop("eval_option") or []) or None
+    return overrides
+
+
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.config import load_config
     from bench.run import run
 
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
-    overrides["data_options"] = dict(args.data_option) if args.data_option else None
-    overrides.pop("data_option")
-    overrides["weights"] = {k: str(v) for k, v in args.weights} if args.weights else None
-    overrides["eval_options"] = dict(args.eval_option) if args.eval_option else None
-    overrides.pop("eval_option")
+    cfg = load_config(args.config, _overrides(args))
+    return _print_outcome(run(cfg, command=_command(argv)))
+
+
+def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.config import load_config
+    from bench.run import run, score_translations
+
+    overrides = _overrides(args, skip=("checkpoint", "translations", "reference", "name"))
+    if args.translations is not None or args.reference is not None:
+        if args.translations is None or args.reference is None:
+            raise ConfigError("--translations DIR and --reference DIR go together: translated images, real images")
+        if args.checkpoint:
+            raise ConfigError("give either --checkpoint METHOD=PATH or --translations/--reference, not both")
+        cfg = load_config(args.config, overrides)
+        outcome = score_translations(cfg, args.translations, args.reference, args.name, command=_command(argv))
+        return _print_outcome(outcome)
+    if not args.checkpoint:
+        raise ConfigError(
+            "bench eval needs --checkpoint METHOD=PATH (repeatable) or --translations DIR --reference DIR; "
+            "see python -m bench eval --help"
+        )
+    checkpoints = dict(args.checkpoint)
+    if len(checkpoints) < len(args.checkpoint):
+        raise ConfigError("--checkpoint names a method more than once")
+    unknown = [m for m in checkpoints if m not in METHODS]
+    if unknown:
+        METHODS.get(unknown[0])  # raises with "did you mean"
+    if args.methods and set(args.methods) != set(checkpoints):
+        raise ConfigError("with --checkpoint, --methods must name exactly the methods that have a checkpoint")
+    overrides["checkpoints"] = checkpoints
     cfg = load_config(args.config, overrides)
-    outcome = run(cfg, command="python -m bench " + " ".join(shlex.quote(a) for a in argv))
+    return _print_outcome(run(cfg, command=_command(argv)))
+
+
+def _command(argv: list[str]) -> str:
+    return "python -m bench " + " ".join(shlex.quote(a) for a in argv)
+
+
+def _print_outcome(outcome: Any) -> int:
     table = outcome.result.table()
     if not table.empty:
         print(f"\n{summary_table(table)}\n")
@@ -244,6 +333,16 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_cache(args)
         if args.command == "sanity":
             return cmd_sanity(args)
+        if args.command == "eval":
+            return cmd_eval(args, argv)
+        if args.command == "data":
+            from bench.data.fetch import run_fetch
+
+            return run_fetch(args)
+        if args.command == "weights":
+            from bench.weights_cli import run_weights
+
+            return run_weights(args)
         return cmd_run(args, argv)
     except (BenchError, ConfigError, UnknownNameError) as error:
         print(f"error: {error}", file=sys.stderr)

