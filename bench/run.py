@@ -208,7 +208,9 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
     with accelerator.main_process_first():
         data: TwoDomainDataset = spec.open(Path(cfg.data_root) if cfg.data_root else None, dict(cfg.data_options))
     allow_standin = spec.synthetic if cfg.allow_standin is None else cfg.allow_standin
-    pretrained = {  # networks a method's losses use; a method scored from a checkpoint trains nothing
+    # Every weights file is found and checked before anything trains, so a missing one fails fast.
+    session = _open_session(cfg, data, metrics, spec.eval_defaults, allow_standin, accelerator, tracker, command)
+    session.pretrained = {  # networks a method's losses use; a method scored from a checkpoint trains nothing
         name: {
             network: resolve_weights(network, cfg.weights.get(network), allow_standin and standin_ok)
             for network, standin_ok in cls.pretrained_networks(method_cfg).items()
@@ -217,8 +219,6 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
         else {}
         for name, cls, _, method_cfg in plan_methods
     }
-    session = _open_session(cfg, data, metrics, spec.eval_defaults, allow_standin, accelerator, tracker, command)
-    session.pretrained = pretrained
     tracked_runs = []
     seeds = cfg.seeds or (cfg.seed,)
     for name, cls, preset, method_cfg in plan_methods:

@@ -108,7 +108,7 @@ def _results(cwd: Path) -> list[pd.DataFrame]:
 
 
 @pytest.mark.slow
-def test_toyfaces_run_tracks_reports_and_reproduces(in_tmp: Path, standin) -> None:
+def test_toyfaces_run_tracks_reports_and_reproduces(in_tmp: Path, fid_inception) -> None:
     args = [
         "run",
         "--methods",
@@ -136,7 +136,10 @@ def test_toyfaces_run_tracks_reports_and_reproduces(in_tmp: Path, standin) -> No
         assert set(floor["metric"]) == {"fid", "kid"} and (floor["n"] == 4).all()
     first = table[table["metric"].isin(["fid", "kid"]) & (table["method"] == "cyclegan")]
     assert len(first) == 4
-    assert not first["standard"].any() and first["extractor"].str.contains("non-standard extractor").all()
+    assert first["standard"].all() and (first["extractor"] == fid_inception.label).all()  # the fid-weights extra
+    assert (first["weights_sha256"] == fid_inception.sha256).all()
+    lpips = table[table["metric"] == "lpips_diversity"]  # random AlexNet trunk offline: labelled
+    assert not lpips["standard"].any() and lpips["extractor"].str.contains("non-standard extractor").all()
     assert (first["n"] == 8).all() and (first["n_ref"] == 8).all() and (first["ci_low"] <= first["ci_high"]).all()
     assert table.loc[table["metric"] == "lpips_diversity", "value"].eq(0).all()  # CycleGAN is deterministic
     report = next((in_tmp / "reports").glob("*/index.html")).read_text()
@@ -147,9 +150,9 @@ def test_toyfaces_run_tracks_reports_and_reproduces(in_tmp: Path, standin) -> No
 
     client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("i2i-bench").experiment_id])
-    for key in ("fid_a2b_nonstandard", "kid_b2a_nonstandard", "train/cycle_A"):
+    for key in ("fid_a2b", "kid_b2a", "lpips_diversity_a2b_nonstandard", "train/cycle_A"):
         assert key in run.data.metrics
-    assert run.data.params["method.ngf"] == "16" and run.data.tags["standard"] == "false"
+    assert run.data.params["method.ngf"] == "16" and run.data.tags["standard"] == "true"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"index.html", "results.csv", "samples"} <= artifacts
 

@@ -213,7 +213,9 @@ def test_every_metric_scores_unimodal_and_multimodal_translators(toyfaces_small,
     assert rows["renderer", "a2b", "lpips_diversity"].value > 0
     assert rows["identity", "a2b", "content_equivariance"].value == pytest.approx(0.0, abs=1e-6)
     assert rows["renderer", "a2b", "fid"].reference == "testB" and rows["renderer", "b2a", "kid"].n_ref == 8
-    assert not rows["renderer", "a2b", "fid"].standard  # stand-in extractor, labelled
+    inception = resolve_weights("inception", None, allow_standin=True)  # standard when fid-weights is installed
+    fid_row = rows["renderer", "a2b", "fid"]
+    assert fid_row.standard == inception.standard and fid_row.extractor == inception.label
     floor = evaluator.noise_floor("run", ["a2b", "b2a"])
     assert {(r.method, r.direction, r.metric) for r in floor} == {
         (NOISE_FLOOR, d, m) for d in ("a2b", "b2a") for m in ("fid", "kid")
@@ -304,7 +306,8 @@ def test_results_of_schema_1_load_without_intervals(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sanity_suite_passes_on_toyfaces_with_the_standin_extractor(tmp_path: Path, capsys, private_cache) -> None:
+def test_sanity_suite_passes_on_toyfaces_with_the_available_extractors(tmp_path: Path, capsys, private_cache) -> None:
+    """With the fid-weights extra, FID/KID use the standard Inception; LPIPS and VGG trunks are stand-ins here."""
     from bench.__main__ import main
 
     options = ["styles=4", "dfid_inputs=3", "dfid_styles=12", "consistency_inputs=10", "consistency_copies=5"]

@@ -86,12 +86,13 @@ def inception_file(standin, tmp_path: Path) -> Path:
     return path
 
 
-def test_missing_weights_stop_the_run_with_instructions(monkeypatch) -> None:
+def test_missing_weights_stop_the_run_with_instructions(monkeypatch, no_fid_weights) -> None:
     monkeypatch.delenv("BENCH_INCEPTION_WEIGHTS", raising=False)
     with pytest.raises(WeightsError) as info:
         resolve_weights("inception", None, allow_standin=False)
     message = str(info.value)
-    for needle in ("--inception-weights", "BENCH_INCEPTION_WEIGHTS", "hub", "6726825d", "--allow-standin"):
+    needles = ("--inception-weights", "BENCH_INCEPTION_WEIGHTS", "hub", "6726825d", "--allow-standin", "fid-weights")
+    for needle in needles:
         assert needle in message
 
 
