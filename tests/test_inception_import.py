@@ -281,4 +281,3 @@ def test_fetch_downloads_checks_the_hash_prefix_and_validates(tmp_path: Path, mo
         assert not hub_cache_path(local).exists()
     finally:
         server.shutdown()
-
