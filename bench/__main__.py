@@ -218,7 +218,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.config import load_config
-    from bench.run import run, score_translations
+    from bench.run import run
+    from bench.score import score_translations
 
     overrides = _overrides(args, skip=("checkpoint", "translations", "reference", "name"))
     if args.translations is not None or args.reference is not None:

@@ -23,23 +23,28 @@ from accelerate.utils import broadcast_object_list, set_seed
 
 from bench.config import RunConfig
 from bench.data.folder import DatasetSpec, TwoDomainDataset
-from bench.data.images import ImageSet, read_rgb
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError
 from bench.evaluate.cache import FeatureCache
 from bench.evaluate.evaluator import Evaluator, metric_extractors
 from bench.evaluate.metrics import EvalOptions, Metric
-from bench.evaluate.translator import WorkingSize
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
 from bench.results import RunResult
 from bench.track import LossLog, MlflowTracker, NullTracker, TrackedRun, Tracker
-from bench.train import CHECKPOINT_FORMAT, Checkpointer, TrainPlan, default_total_steps, sample_grid, train
+from bench.train import (
+    Checkpointer,
+    TrainPlan,
+    default_total_steps,
+    harness_checkpoint,
+    load_checkpoint,
+    sample_grid,
+    train,
+)
 from bench.weights import ResolvedWeights, resolve_weights
 from methods.base import ConfigError, Method
 
 log = logging.getLogger(__name__)
 
-SET_METRICS = ("fid", "kid")  # what `bench eval --translations` computes unless --metrics says otherwise
 PACKAGES = ("torch", "torchvision", "torch-fidelity", "lpips", "accelerate", "mlflow", "numpy", "pillow", "pandas")
 
 
@@ -132,49 +137,6 @@ def _resolve_methods(cfg: RunConfig, dataset_default: str) -> list[tuple[str, ty
         overrides = {"batch_size": cfg.batch_size} if cfg.batch_size else {}
         resolved.append((name, cls, preset, cls.Config.preset(preset, **overrides)))
     return resolved
-
-
-def harness_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """The payload of a checkpoint `bench run` wrote, memory-mapped; None for any other file (an official one).
-
-    Raises BenchError when `path` does not exist.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise BenchError(f"checkpoint {path} does not exist")
-    if not path.is_file():
-        return None  # a folder of official files (Council GAN)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip-format torch file, or one weights_only refuses: load_official decides
-        return None
-    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT and "networks" in payload:
-        return payload
-    return None
-
-
-def load_checkpoint(method: Method, path: str) -> str:
-    """Load a harness checkpoint's networks, or the authors' released file through `load_official`.
-
-    Returns "harness" or "official". Every failure is a BenchError that says what to check.
-    """
-    payload = harness_checkpoint(path)
-    if payload is not None:
-        if payload.get("method") != method.name:
-            raise BenchError(f"{path} is a checkpoint of {payload.get('method')!r}, not of {method.name!r}")
-        try:
-            method.load_network_state(payload["networks"])
-        except (KeyError, RuntimeError, ValueError) as error:
-            raise BenchError(f"{path} does not fit {method.name} as configured: {error}") from error
-        return "harness"
-    try:
-        method.load_official(str(Path(path).expanduser()))
-    except (ValueError, KeyError, RuntimeError, OSError) as error:
-        raise BenchError(
-            f"{method.name} could not load {path} as its released checkpoint: {error}\n"
-            f"Released checkpoints need the preset they were trained with (usually --preset paper)."
-        ) from error
-    return "official"
 
 
 @dataclass
@@ -298,111 +260,6 @@ def _finish(session: _Session, tracked_runs: list[TrackedRun]) -> Outcome:
             for path in (out_dir / "results.json", out_dir / "results.csv", report):
                 tracked.log_artifact(path)
     return Outcome(session.result, report, getattr(session.tracker, "uri", "none"))
-
-
-class ScoredImages:
-    """A folder of someone else's translations, presented as a translator whose outputs are those images.
-
-    `translate` returns its input: the evaluator's "test inputs" of this translator are the translated
-    images themselves, so they are scored exactly as loaded (uint8 -> [-1, 1] -> uint8 is lossless).
-    """
-
-    multimodal = False
-    directions = ("a2b",)
-
-    def __init__(self, name: str, image_size: int) -> None:
-        self.name = name
-        self.config = WorkingSize(image_size)
-
-    def translate(self, x: torch.Tensor, direction: str = "a2b", **_: Any) -> torch.Tensor:
-        return x
-
-    def sample_style(self, n: int, direction: str, generator: torch.Generator | None = None) -> None:
-        return None
-
-    def parameters(self) -> Any:
-        return iter(())
-
-    def eval(self) -> ScoredImages:
-        return self
-
-
-def translations_dataset(translations: Path, reference: Path, image_size: int | None) -> TwoDomainDataset:
-    """`translations` as the A side and `reference` as the B side of a dataset scored a2b.
-
-    The evaluation size defaults to the width of the first reference image; both sets are resized to it
-    the same way (Pillow bicubic) when their files have another size.
-    """
-    sets = {}
-    for label, folder in (("translations", translations), ("reference", reference)):
-        if not folder.is_dir():
-            raise DataError(f"--{label} {folder} is not a folder of images")
-        images = ImageSet.scan(folder)
-        if len(images) < 2:
-            raise DataError(
-                f"--{label} {folder} has {len(images)} readable image(s) ({len(images.skipped)} unreadable); "
-                "set metrics need at least 2 (jpg, jpeg, png or webp)"
-            )
-        sets[label] = images
-    size = image_size or read_rgb(sets["reference"].paths[0]).width
-    named = {"testA": sets["translations"], "trainA": sets["translations"]}
-    named |= {"testB": sets["reference"], "trainB": sets["reference"]}
-    return TwoDomainDataset("translations", reference, size, named)
-
-
-def score_translations(
-    cfg: RunConfig,
-    translations: Path,
-    reference: Path,
-    name: str | None = None,
-    command: str = "bench eval",
-    tracker: Tracker | None = None,
-) -> Outcome:
-    """`bench eval --translations DIR --reference DIR`: set metrics of finished translations against real images."""
-    metrics = [METRICS.get(m) for m in (cfg.metrics or SET_METRICS)]
-    per_input = [m.name for m in metrics if not m.set_metric]
-    if per_input:
-        raise ConfigError(
-            f"{', '.join(per_input)} need(s) a translator to run (styles, augmented inputs, timing); a folder of "
-            f"translations supports the set metrics only: {', '.join(n for n in METRICS.names() if METRICS.get(n).set_metric)}"
-        )
-    data = translations_dataset(translations, reference, cfg.data_options.get("image_size"))
-    accelerator = Accelerator()
-    allow_standin = bool(cfg.allow_standin)
-    fake = f"fake: files of {translations}, Pillow bicubic to {data.image_size}px, uint8"
-    session = _open_session(cfg, data, metrics, {}, allow_standin, accelerator, tracker, command, fake)
-    label = name or translations.name
-    scored = ScoredImages(label, data.image_size)
-    tracked = session.tracker.start_run(
-        f"{label}-{data.name}",
-        params={"run": session.result.config, "translations": str(translations), "reference": str(reference)},
-        tags={"bench_run_id": session.result.run_id, "method": label, "dataset": data.name, "preset": "translations"},
-    )
-    info: dict[str, Any] = {
-        "preset": "translations",
-        "config": {"translations": str(translations.resolve()), "reference": str(reference.resolve())},
-        "parameters": {},
-        "pretrained": {},
-        "directions": ["a2b"],
-        "status": "running",
-        "error": None,
-        "train": None,
-        "sample_grid": None,
-        "mlflow_run_id": tracked.run_id or None,
-    }
-    session.result.methods[label] = info
-    try:
-        if session.main:
-            rows = session.evaluator.evaluate(scored, session.result.run_id, "translations", cfg.seed)
-            session.result.rows += rows
-            tracked.log_metrics({f"{r.metric}{'' if r.standard else '_nonstandard'}": r.value for r in rows})
-        info["status"] = "ok"
-    except BenchError as error:
-        info["status"], info["error"] = "failed", str(error)
-        log.error("%s", error)
-    finally:
-        tracked.finish(failed=info["status"] != "ok")
-    return _finish(session, [tracked])
 
 
 def selected_metrics(cfg: RunConfig) -> list[Metric]:

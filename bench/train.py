@@ -228,3 +228,46 @@ def train(
         result.sample_grid = write_samples(result.steps)
     method.eval()
     return result
+
+
+def harness_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """The payload of a checkpoint `bench run` wrote, memory-mapped; None for any other file (an official one).
+
+    Raises BenchError when `path` does not exist.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise BenchError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        return None  # a folder of official files (Council GAN)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format torch file, or one weights_only refuses: load_official decides
+        return None
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT and "networks" in payload:
+        return payload
+    return None
+
+
+def load_checkpoint(method: Method, path: str) -> str:
+    """Load a harness checkpoint's networks, or the authors' released file through `load_official`.
+
+    Returns "harness" or "official". Every failure is a BenchError that says what to check.
+    """
+    payload = harness_checkpoint(path)
+    if payload is not None:
+        if payload.get("method") != method.name:
+            raise BenchError(f"{path} is a checkpoint of {payload.get('method')!r}, not of {method.name!r}")
+        try:
+            method.load_network_state(payload["networks"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise BenchError(f"{path} does not fit {method.name} as configured: {error}") from error
+        return "harness"
+    try:
+        method.load_official(str(Path(path).expanduser()))
+    except (ValueError, KeyError, RuntimeError, OSError) as error:
+        raise BenchError(
+            f"{method.name} could not load {path} as its released checkpoint: {error}\n"
+            f"Released checkpoints need the preset they were trained with (usually --preset paper)."
+        ) from error
+    return "official"
