@@ -129,7 +129,7 @@ def _resolve_methods(cfg: RunConfig, dataset_default: str) -> list[tuple[str, ty
     for name in names:
         cls = METHODS.get(name)
         trained = harness_checkpoint(cfg.checkpoints[name]) if name in cfg.checkpoints else None
-        if trained is not None and not cfg.preset:
+        if trained is not None and not cfg.preset and trained.get("method") == name:  # else load_checkpoint says so
             fingerprint = json.loads(trained["fingerprint"])
             resolved.append((name, cls, "checkpoint", cls.Config.from_dict(fingerprint["config"])))
             continue
@@ -342,6 +342,8 @@ def _run_method(
     try:
         if name in cfg.checkpoints:
             _load_for_scoring(s, method, cfg.checkpoints[name], info, run_dir)
+            if info["sample_grid"]:
+                tracked.log_artifact(Path(info["sample_grid"]), "samples")
         else:
             _train_method(s, method, plan, run_dir, fingerprint, resume_from, loss_log, tracked, info)
         accelerator.wait_for_everyone()
