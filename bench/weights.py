@@ -86,7 +86,7 @@ class ResolvedWeights:
     name: str
     extractor: str  # id shown next to every number
     path: Path | None  # None: random weights initialised by the consumer (a stand-in)
-    sha256: str  # of the file; "" for random weights
+    sha256: str  # of the file (of its tensors for the converted Inception); "" for random weights
     standard: bool
     source: str  # where the file was found
     provenance: str = ""  # shown with the id when the weights are standard but not the published file itself
