@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_TRACKING_FILE = "mlflow.db"  # in the working directory, unless MLFLOW_TRACKING_URI names a store
 EXPERIMENT = "i2i-bench"
 _FLUSH_EVERY = 500  # buffered metric points per write; MLflow accepts up to 1000 per batch
 
@@ -118,7 +118,10 @@ class MlflowTracker:
         for noisy in ("mlflow", "alembic"):  # after the import: mlflow configures its loggers when imported
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
-        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        # An absolute path: MLflow caches one store per URI in a process, so a relative "sqlite:///mlflow.db"
+        # would keep writing to the first working directory's file after a chdir.
+        default = f"sqlite:///{Path(DEFAULT_TRACKING_FILE).resolve()}"
+        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default
         self.client = MlflowClient(tracking_uri=self.uri)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)

@@ -82,6 +82,22 @@ def test_loss_log_averages_over_steps() -> None:
     assert logged == [(1, {"train/G": 2.0}), (2, {"train/G": 5.0})]
 
 
+def test_each_working_directory_gets_its_own_tracking_store(tmp_path: Path, monkeypatch) -> None:
+    """MLflow keeps one store per URI in a process: the default store must follow the working directory."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.track import MlflowTracker
+
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        MlflowTracker().start_run(name, params={}, tags={}).finish()
+    for name in ("first", "second"):
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / name / 'mlflow.db'}")
+        (run,) = client.search_runs([client.get_experiment_by_name("i2i-bench").experiment_id])
+        assert run.info.run_name == name
+
+
 def test_real_data_without_standard_weights_stops_before_training(
     tmp_path: Path, in_tmp: Path, capsys, no_fid_weights: Path
 ) -> None:
