@@ -103,15 +103,16 @@ def environment(accelerator: Accelerator) -> dict[str, Any]:
 
 def find_resumable(work_dir: Path, method: str, fingerprint: dict[str, Any]) -> Path | None:
     """The newest checkpoint of an earlier run of `method` with exactly this configuration."""
+    current = json.loads(json.dumps(fingerprint))  # as the sidecar holds it: configs' tuples become lists
     candidates = sorted(work_dir.glob(f"*/{method}/fingerprint.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for sidecar in candidates:
         latest = Checkpointer(sidecar.parent / "checkpoints").latest()
         if latest is None:
             continue
         previous = json.loads(sidecar.read_text())
-        if previous == fingerprint:
+        if previous == current:
             return latest
-        differs = sorted(k for k in fingerprint.keys() | previous.keys() if fingerprint.get(k) != previous.get(k))
+        differs = sorted(k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k))
         log.info("%s: not resuming %s, its configuration differs in %s", method, latest, ", ".join(differs))
     return None
 

@@ -181,7 +181,12 @@ def train(
     def write_samples(done: int) -> Path:
         path = run_dir / "samples" / f"step_{done:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        sample_grid(method, grid_a, grid_b, accelerator.device).save(path)
+        # A forked RNG: a translation that draws from the global generator must not shift the training's
+        # random stream, or a run with other sample or checkpoint steps (a resumed one) would diverge.
+        cuda = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            grid = sample_grid(method, grid_a, grid_b, accelerator.device)
+        grid.save(path)
         if on_sample is not None:
             on_sample(done, path)
         return path

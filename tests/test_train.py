@@ -93,6 +93,45 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toyfaces_small,
         assert torch.equal(expected[key], got[key]), key
 
 
+def _tiny(name: str, seed: int = 0) -> Method:
+    """A registered method's tiny preset at 32 px (or its smallest), batch 2, random stand-in loss networks."""
+    from bench.registry import METHODS
+
+    torch.manual_seed(seed)
+    cls = METHODS.get(name)
+    size = 48 if name == "ugatit" else 32  # U-GAT-IT's six-layer discriminator needs 48 px
+    method = cls.from_preset("tiny", image_size=size, load_size=size, batch_size=2)
+    for network in cls.pretrained_networks(method.config):
+        method.attach_pretrained(network, None)
+    return method
+
+
+@pytest.mark.parametrize("name", ["cyclegan", "ugatit", "stargan_v2", "council", "gnr"])
+def test_every_method_resumes_exactly(name: str, toyfaces_small, tmp_path: Path) -> None:
+    """Stopped after a checkpoint and resumed in a process whose global RNG has moved on, every method ends
+    with the tensors of an uninterrupted run: the checkpoint and the data order hold all the randomness."""
+    straight = _tiny(name)
+    train(straight, toyfaces_small, _plan(4), tmp_path / "straight", Accelerator(cpu=True), FINGERPRINT)
+    crashed = _tiny(name)
+
+    def crash(step: int, losses: dict[str, float]) -> None:
+        if step == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(
+            crashed, toyfaces_small, _plan(4, 2), tmp_path / "crashed", Accelerator(cpu=True), FINGERPRINT, None, crash
+        )
+    resumed = _tiny(name, seed=99)  # other weights and another global RNG state: all must come from the file
+    torch.rand(7)
+    checkpoint = Checkpointer(tmp_path / "crashed" / "checkpoints").latest()
+    assert checkpoint is not None and checkpoint.name == "step_0000002.pt"
+    train(resumed, toyfaces_small, _plan(4), tmp_path / "resumed", Accelerator(cpu=True), FINGERPRINT, checkpoint)
+    expected, got = _weights(straight), _weights(resumed)
+    differing = [key for key in expected if not torch.equal(expected[key], got[key])]
+    assert not differing, f"{len(differing)} of {len(expected)} tensors differ, e.g. {differing[:3]}"
+
+
 def test_restored_checkpoint_has_the_same_weights(toyfaces_small, tmp_path: Path) -> None:
     method = _method()
     result = train(method, toyfaces_small, _plan(2), tmp_path, Accelerator(cpu=True), FINGERPRINT)
@@ -127,3 +166,20 @@ def test_non_finite_loss_stops_with_a_clear_error(toyfaces_small, tmp_path: Path
 def test_default_steps_follow_the_preset_epochs(toyfaces_small) -> None:
     method = _method()  # tiny: 1 epoch, batch 2, 24 training images per domain
     assert default_total_steps(method, toyfaces_small, 2) == 12
+
+
+def test_resume_finds_a_checkpoint_whose_configuration_holds_tuples(tmp_path: Path) -> None:
+    """Configs with tuple fields (GNR's aug_scale, Council GAN's directions) match their own JSON sidecar."""
+    import json
+
+    from bench.run import find_resumable
+    from methods.gnr import GNR
+
+    fingerprint = {"method": "gnr", "config": GNR.Config.tiny().to_dict(), "seed": 0}
+    assert isinstance(fingerprint["config"]["aug_scale"], tuple)
+    run_dir = tmp_path / "run-1" / "gnr"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint))
+    (run_dir / "checkpoints" / "step_0000040.pt").write_bytes(b"")
+    assert find_resumable(tmp_path, "gnr", fingerprint) == run_dir / "checkpoints" / "step_0000040.pt"
+    assert find_resumable(tmp_path, "gnr", {**fingerprint, "seed": 1}) is None

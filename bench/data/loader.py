@@ -118,6 +118,14 @@ def training_batches(
 ) -> Iterator[Batch]:
     """Batches for steps start_step .. total_steps - 1, images as float in [-1, 1]."""
     sampler = StepSampler(len(set_a), len(set_b), batch_size, seed, start_step, total_steps, rank, world)
-    loader = DataLoader(UnpairedImages(set_a, set_b, augment), batch_sampler=sampler, num_workers=workers)
+    # Its own generator: without one, starting the DataLoader's iterator draws a base seed from the global
+    # RNG, so a resumed run (global RNG restored from the checkpoint, then this draw) would diverge from an
+    # uninterrupted one in every method that samples from the global RNG.
+    loader = DataLoader(
+        UnpairedImages(set_a, set_b, augment),
+        batch_sampler=sampler,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(mix_seed(seed, 3, start_step)),
+    )
     for a, b in loader:
         yield Batch(uint8_to_float(a), uint8_to_float(b))
