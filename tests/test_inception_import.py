@@ -281,3 +281,10 @@ def test_fetch_downloads_checks_the_hash_prefix_and_validates(tmp_path: Path, mo
         assert not hub_cache_path(local).exists()
     finally:
         server.shutdown()
+
+
+def test_the_cli_names_every_catalogued_weights_file() -> None:
+    """The parser lists names without importing bench.weights; they must stay the catalogue's."""
+    from bench.weights_cli import NAMES
+
+    assert NAMES == tuple(CATALOGUE)
