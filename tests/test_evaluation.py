@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -16,7 +18,8 @@ from bench.evaluate.cache import FeatureCache
 from bench.evaluate.evaluator import NOISE_FLOOR, Evaluator, metric_extractors
 from bench.evaluate.extract import LpipsDistance, StyleStatistics
 from bench.evaluate.fidkid import KidKernels, features_to_fid, fid_from_arrays
-from bench.evaluate.metrics import EvalOptions, dfid, lpips_diversity, style_consistency
+from bench.evaluate.gather import OutputsAndReal, Scope
+from bench.evaluate.metrics import EvalOptions, Metric, MetricValue, dfid, lpips_diversity, style_consistency
 from bench.evaluate.panel import reference_panel
 from bench.evaluate.stats import jackknife_interval, mean_interval
 from bench.registry import METRICS
@@ -245,6 +248,60 @@ def test_results_are_reproducible_from_the_seed(toyfaces_small, private_cache) -
     other = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=4)
     assert [r.value for r in first] == [r.value for r in second]
     assert [r.value for r in first] != [r.value for r in other]
+
+
+# -- adding a metric touches one file: this one -------------------------------------------------------
+@dataclass(frozen=True)
+class _Brightness:
+    """A gatherer defined outside bench: (mean pixel value of each output, in [0, 1],)."""
+
+    extractor: ClassVar[str] = "none"
+    reference: ClassVar[bool] = False
+    calls: ClassVar[list[str]] = []
+
+    def __call__(self, scope: Scope) -> tuple[np.ndarray]:
+        self.calls.append(scope.generation.direction)
+        return (scope.generation.outputs.double().mean((1, 2, 3)).numpy() / 255,)
+
+
+def _brightness(per_image: np.ndarray, options: EvalOptions) -> list[MetricValue]:
+    return [
+        MetricValue(float(per_image.mean()), "mean pixel value", len(per_image), 0, options.mean_interval(per_image))
+    ]
+
+
+def _mean_shift(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[MetricValue]:
+    """A set metric on a built-in gatherer: squared distance between the feature means."""
+    return [MetricValue(float(((fake.mean(0) - real.mean(0)) ** 2).sum()), "mean shift", len(fake), len(real))]
+
+
+def test_a_metric_defined_in_a_test_file_runs_through_the_evaluator(toyfaces_small, private_cache, monkeypatch):
+    monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))  # these registrations end with the test
+    METRICS.register("brightness", Metric("brightness", None, None, _Brightness(), _brightness))
+    METRICS.register("brightness_again", Metric("brightness_again", None, None, _Brightness(), _brightness))
+    METRICS.register("mean_shift", Metric("mean_shift", False, 0.0, OutputsAndReal("inception"), _mean_shift))
+    identity = reference_panel(toyfaces_small)[0]  # its outputs are its inputs, exactly
+    evaluator = _evaluator(toyfaces_small, None, ["fid", "mean_shift", "brightness", "brightness_again"])
+    _Brightness.calls.clear()
+    rows = {(r.direction, r.metric): r for r in evaluator.evaluate(identity, "run", "", seed=0)}
+
+    for direction, source, target in (("a2b", "A", "B"), ("b2a", "B", "A")):
+        inputs = toyfaces_small.split("test", source).load_all(32)
+        brightness = rows[direction, "brightness"]
+        assert brightness.value == pytest.approx(inputs.double().mean().item() / 255, rel=1e-12)
+        assert brightness.ci_low <= brightness.value <= brightness.ci_high and brightness.reference == ""
+        assert rows[direction, "brightness_again"].value == brightness.value
+        inception = evaluator.extractor("inception")
+        fake, real = inception(inputs).numpy(), inception(toyfaces_small.split("test", target).load_all(32)).numpy()
+        shift = rows[direction, "mean_shift"]
+        assert shift.value == pytest.approx(float(((fake.mean(0) - real.mean(0)) ** 2).sum()), rel=1e-9)
+        assert shift.reference == f"test{target}" and shift.n_ref == 8
+    # equal gatherers are gathered once per direction: the two brightness metrics share one call, and FID and
+    # mean_shift one Inception pass over the outputs (8 fakes and 8 reals per direction, and the 4 x 8 above)
+    assert _Brightness.calls == ["a2b", "b2a"]
+    assert evaluator.extractor("inception").calls == 2 * 16 + 4 * 8
+    # a gatherer of outputs and the reference set makes a set metric, which gets a noise-floor row
+    assert {r.metric for r in evaluator.noise_floor("run", ["a2b"])} == {"fid", "mean_shift"}
 
 
 def test_feature_cache_skips_extraction_and_notices_an_edited_image(tmp_path: Path, private_cache) -> None:

@@ -1,4 +1,4 @@
-"""Score a translator with every requested metric: generate once, extract once, compute pure metrics.
+"""Score a translator with every requested metric: generate once, gather once, compute pure metrics.
 
 The evaluator owns the extractors (built on first use), the feature cache of real image sets and the
 run's evaluation options; it works on anything with the Translator protocol, so trained methods and
@@ -22,9 +22,9 @@ from bench.data.images import save_pngs
 from bench.data.loader import mix_seed
 from bench.evaluate.cache import CacheKey, FeatureCache
 from bench.evaluate.extract import InceptionFeatures, LpipsDistance, StyleStatistics, TorchFidelityFeatures
-from bench.evaluate.generate import Generation, pairs_of
+from bench.evaluate.gather import Scope, Timing
+from bench.evaluate.generate import Generation
 from bench.evaluate.metrics import EvalOptions, Metric, MetricValue
-from bench.evaluate.throughput import measure_throughput
 from bench.evaluate.translator import Translator
 from bench.results import ResultRow
 from bench.weights import ResolvedWeights, resolve_weights
@@ -97,9 +97,11 @@ class Evaluator:
             if self.dump_dir is not None:  # the images FID/KID read, named after their inputs
                 names = [path.stem for path in self.data.split("test", source).paths[: len(inputs)]]
                 save_pngs(generation.outputs, self.dump_dir / translator.name / direction, names)
+            # what the metrics read, gathered once per direction for all metrics that read it
+            scope = Scope(generation, target, self.options, self.batch_size, self.extractor, self.real_features)
             for metric in self.metrics:
                 started = time.perf_counter()
-                values = self._compute(metric, generation, target, translator)
+                values = metric.compute(*scope.get(metric.gather), self.options)
                 log.info("%s %s %s: %.1f s", translator.name, direction, metric.name, time.perf_counter() - started)
                 rows += [
                     self._row(
@@ -108,47 +110,6 @@ class Evaluator:
                     for value in values
                 ]
         return rows
-
-    def _compute(self, metric: Metric, g: Generation, target: str, translator: Translator) -> list[MetricValue]:
-        o = self.options
-        if metric.needs == "outputs":  # features of the outputs are extracted once, for all metrics reading them
-            if metric.extractor not in g.features:
-                g.features[metric.extractor] = self.extractor(metric.extractor)(g.outputs, self.batch_size).numpy()
-            return metric.compute(g.features[metric.extractor], self.real_features(metric.extractor, target), o)
-        if metric.needs == "styles":
-            sets = g.style_sets(o.styles)
-            lpips = self.extractor("lpips")
-            pairwise = [lpips(sets[:, i], sets[:, j], self.batch_size).numpy() for i, j in pairs_of(o.styles)]
-            return metric.compute(np.stack(pairwise, 1), o)
-        if metric.needs == "dfid":
-            sets = g.dfid_sets(o.dfid_inputs, o.dfid_styles)
-            network = self.extractor(metric.extractor)
-            per_input = [network(outputs, self.batch_size).numpy() for outputs in sets]
-            return metric.compute(per_input, self.real_features(metric.extractor, target), o)
-        if metric.needs == "augmented":
-            augmented, by_style = g.augmented(o.consistency_inputs, o.consistency_copies)
-            stats = self.extractor("style")
-
-            def of(sets: Tensor) -> np.ndarray:
-                return stats(sets.flatten(0, 1), self.batch_size).numpy().reshape(*sets.shape[:2], -1)
-
-            if by_style is not None:
-                return metric.compute(of(augmented), of(by_style), None, o)
-            # unimodal: the spread across the outputs of different inputs is the reference
-            return metric.compute(of(augmented), None, stats(g.outputs, self.batch_size).numpy(), o)
-        if metric.needs == "equivariance":
-            lpips = self.extractor("lpips")
-            pairs = g.equivariance(o.equivariance_inputs)
-            distances = np.stack([lpips(a, b, self.batch_size).numpy() for a, b in pairs.values()], 1)
-            return metric.compute(distances, o)
-        if metric.needs == "timing":
-            batches = (1, o.throughput_batch) if o.throughput_batch > 1 else (1,)
-            measured = measure_throughput(
-                translator, g.direction, batches, iterations=o.throughput_iterations, seed=g.seed
-            )
-            counts = getattr(translator, "parameter_counts", lambda: {})()
-            return metric.compute(measured, sum(counts.values()), o)
-        raise ValueError(f"metric {metric.name} needs {metric.needs!r}, which the evaluator does not produce")
 
     def _row(
         self,
@@ -164,7 +125,11 @@ class Evaluator:
         """A results row; `fake_size` None for rows that compare real images only (the noise floor)."""
         target = SOURCE_AND_TARGET[direction][1]
         if metric.extractor == "none":
-            extractor, sha, standard, preprocessing = "none", "", True, "random inputs at working size"
+            # timing runs on random inputs; other metrics without a network read the translated images
+            images = (
+                "random inputs at working size" if isinstance(metric.gather, Timing) else self.preprocessing(fake_size)
+            )
+            extractor, sha, standard, preprocessing = "none", "", True, images
         else:
             network = self.extractor(metric.extractor)
             extractor, sha, standard = network.label, network.weights_sha256, network.standard
@@ -181,7 +146,7 @@ class Evaluator:
             value=value.value,
             n=value.n,
             n_ref=value.n_ref,
-            reference=f"{self.options.reference}{target}" if metric.set_metric or metric.needs == "dfid" else "",
+            reference=f"{self.options.reference}{target}" if metric.gather.reference else "",
             extractor=extractor,
             weights_sha256=sha,
             preprocessing=preprocessing,

@@ -3,6 +3,9 @@
 Numerics policy: features are promoted to float64 before statistics; the FID matrix square root is
 torch-fidelity's (eigenvalues of sigma_1 @ sigma_2, real part of their square roots), so numbers agree
 with `torch_fidelity.calculate_metrics` on the same features.
+
+Features are numpy arrays, as everywhere after extraction (CPU tensors are accepted too, through
+`np.asarray`); torch-fidelity 0.4 asserts tensors, so it gets a zero-copy view.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kernel_poly, kid_features_to_metric
@@ -24,9 +28,14 @@ class GaussianStats:
     sigma: np.ndarray  # (D, D) float64
 
 
-def features_to_statistics(features: Tensor) -> GaussianStats:
+def _float64_tensor(features: ArrayLike) -> Tensor:
+    """What torch-fidelity's functions accept: they assert a tensor, then read it back as numpy."""
+    return torch.from_numpy(np.asarray(features, dtype=np.float64))
+
+
+def features_to_statistics(features: ArrayLike) -> GaussianStats:
     """Mean and covariance (float64) of (N, D) features."""
-    stats = fid_features_to_statistics(features.detach().cpu().to(torch.float64))
+    stats = fid_features_to_statistics(_float64_tensor(features))
     return GaussianStats(stats["mu"], stats["sigma"])
 
 
@@ -36,7 +45,7 @@ def statistics_to_fid(a: GaussianStats, b: GaussianStats) -> float:
     return float(out["frechet_inception_distance"])
 
 
-def features_to_fid(features_1: Tensor, features_2: Tensor) -> float:
+def features_to_fid(features_1: ArrayLike, features_2: ArrayLike) -> float:
     return statistics_to_fid(features_to_statistics(features_1), features_to_statistics(features_2))
 
 
@@ -58,14 +67,16 @@ class KidEstimate:
     subsets: int
 
 
-def features_to_kid(features_1: Tensor, features_2: Tensor, subset_size: int, subsets: int, seed: int) -> KidEstimate:
+def features_to_kid(
+    features_1: ArrayLike, features_2: ArrayLike, subset_size: int, subsets: int, seed: int
+) -> KidEstimate:
     """KID with the cubic polynomial kernel over `subsets` random subsets drawn from `seed`."""
     n_1, n_2 = len(features_1), len(features_2)
     if subset_size > min(n_1, n_2) or subset_size < 2:
         raise ValueError(f"KID subset size {subset_size} must be between 2 and the smaller set size ({min(n_1, n_2)})")
     out = kid_features_to_metric(
-        features_1.detach().cpu().to(torch.float64),
-        features_2.detach().cpu().to(torch.float64),
+        _float64_tensor(features_1),
+        _float64_tensor(features_2),
         kid_subset_size=subset_size,
         kid_subsets=subsets,
         rng_seed=seed,

@@ -13,7 +13,6 @@ is fixed too.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
 
 import kornia.augmentation as K
 import torch
@@ -78,7 +77,6 @@ class Generation:
         self.batch_size = batch_size
         self.device = device_of(translator)
         self._styles: dict[tuple[str, int], Tensor] = {}
-        self.features: dict[str, Any] = {}  # extractor -> features of `outputs`, filled by the evaluator
 
     def _generator(self, kind: str, *extra: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(mix_seed(self.seed, KINDS.index(kind), *extra))

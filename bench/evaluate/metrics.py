@@ -1,8 +1,8 @@
 """Registered metrics: pure functions over features (or distances), with the metadata reports and checks need.
 
-Each metric names what it reads (`needs`): the evaluator generates those outputs once per (method,
-direction, seed), runs the named extractor over them and hands the arrays to `compute`. Nothing here
-touches images, networks or files.
+Each metric names its gatherer (bench/evaluate/gather.py), what it reads: the evaluator calls it once per
+(method, direction, seed) and calls `compute(*gathered, options)`. Every array here is numpy; nothing
+here touches images, networks or files.
 """
 
 from __future__ import annotations
@@ -19,6 +19,15 @@ from bench.evaluate.fidkid import (
     features_to_fid,
     features_to_kid,
     fid_from_arrays,
+)
+from bench.evaluate.gather import (
+    AugmentedStyles,
+    Equivariance,
+    Gather,
+    OutputsAndReal,
+    PerInputStyles,
+    StylePairs,
+    Timing,
 )
 from bench.evaluate.stats import Interval, bootstrap_interval, jackknife_interval, mean_interval
 from methods.base import ConfigError, strict_from_dict
@@ -88,14 +97,21 @@ class Metric:
     name: str
     higher_is_better: bool | None  # None: a descriptive number (throughput), no better or worse
     ideal: float | None  # the value of a perfect translator
-    extractor: str  # inception | lpips | style | dinov2 | clip | none
-    needs: str  # outputs | styles | dfid | augmented | equivariance | timing
+    gather: Gather  # what it reads; the evaluator calls compute(*gather's result, options)
     compute: Callable[..., list[MetricValue]]
     scale_in_reports: float = 1.0  # reports print value * scale (KID x100, as most papers do)
-    set_metric: bool = False  # compares distributions: gets a real-vs-real noise-floor row
     default: bool = True  # computed when the user names no metrics
     notes: str = ""  # shown in the report's metric glossary
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def extractor(self) -> str:  # inception | lpips | style | dinov2 | clip | none
+        return self.gather.extractor
+
+    @property
+    def set_metric(self) -> bool:
+        """Compares the outputs' distribution with the reference set: gets a real-vs-real noise-floor row."""
+        return isinstance(self.gather, OutputsAndReal)
 
 
 # -- set metrics ----------------------------------------------------------------------------------------
@@ -105,9 +121,7 @@ def fid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[Metric
     The interval is for the estimator at this sample size (what another draw of as many test images
     would give), not for the population FID, which FID's bias at small n keeps far below.
     """
-    import torch
-
-    value = features_to_fid(torch.from_numpy(fake), torch.from_numpy(real))
+    value = features_to_fid(fake, real)
     # leaving a group out must leave 2 samples per set for a covariance
     interval = (
         options.jackknife(lambda i, j: fid_from_arrays(fake[i], real[j]), (len(fake), len(real)))
@@ -122,10 +136,8 @@ def fid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[Metric
 
 def kid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[MetricValue]:
     """Unbiased MMD^2 with the cubic polynomial kernel (torch-fidelity), averaged over random subsets."""
-    import torch
-
     size = options.kid_subset_size or default_kid_subset_size(len(fake), len(real))
-    estimate = features_to_kid(torch.from_numpy(fake), torch.from_numpy(real), size, options.kid_subsets, options.seed)
+    estimate = features_to_kid(fake, real, size, options.kid_subsets, options.seed)
     kernels = KidKernels.of(fake, real) if options.bootstrap else None
     interval = options.interval(lambda i, j: kernels.mmd2(i, j), [len(fake), len(real)]) if kernels else None
     protocol = (
@@ -246,12 +258,12 @@ def throughput(measured: list[Any], parameters: int, options: EvalOptions) -> li
     return rows
 
 
-FID = Metric("fid", False, 0.0, "inception", "outputs", fid, set_metric=True)
-KID = Metric("kid", False, 0.0, "inception", "outputs", kid, scale_in_reports=100.0, set_metric=True)
-FD_DINOV2 = Metric("fd_dinov2", False, 0.0, "dinov2", "outputs", fid, set_metric=True, default=False)
-FD_CLIP = Metric("fd_clip", False, 0.0, "clip", "outputs", fid, set_metric=True, default=False)
-LPIPS_DIVERSITY = Metric("lpips_diversity", True, None, "lpips", "styles", lpips_diversity)
-DFID = Metric("dfid", False, 0.0, "inception", "dfid", dfid, notes=dfid.__doc__ or "")
-STYLE_CONSISTENCY = Metric("style_consistency", False, 0.0, "style", "augmented", style_consistency)
-CONTENT_EQUIVARIANCE = Metric("content_equivariance", False, 0.0, "lpips", "equivariance", content_equivariance)
-THROUGHPUT = Metric("throughput", None, None, "none", "timing", throughput)
+FID = Metric("fid", False, 0.0, OutputsAndReal("inception"), fid)
+KID = Metric("kid", False, 0.0, OutputsAndReal("inception"), kid, scale_in_reports=100.0)
+FD_DINOV2 = Metric("fd_dinov2", False, 0.0, OutputsAndReal("dinov2"), fid, default=False)
+FD_CLIP = Metric("fd_clip", False, 0.0, OutputsAndReal("clip"), fid, default=False)
+LPIPS_DIVERSITY = Metric("lpips_diversity", True, None, StylePairs(), lpips_diversity)
+DFID = Metric("dfid", False, 0.0, PerInputStyles("inception"), dfid, notes=dfid.__doc__ or "")
+STYLE_CONSISTENCY = Metric("style_consistency", False, 0.0, AugmentedStyles(), style_consistency)
+CONTENT_EQUIVARIANCE = Metric("content_equivariance", False, 0.0, Equivariance(), content_equivariance)
+THROUGHPUT = Metric("throughput", None, None, Timing(), throughput)
