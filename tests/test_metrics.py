@@ -17,6 +17,7 @@ from bench.data.toyfaces import render_face, sample_factors
 from bench.errors import WeightsError
 from bench.evaluate.extract import InceptionFeatures
 from bench.evaluate.fidkid import default_kid_subset_size, features_to_fid, features_to_kid, features_to_statistics
+from bench.hashing import sha1_file
 from bench.weights import NON_STANDARD, resolve_weights, sha256_file
 
 
@@ -75,6 +76,14 @@ def test_kid_subset_size_works_with_100_test_images() -> None:
     assert estimate.std > 0
     with pytest.raises(ValueError, match="subset size"):
         features_to_kid(features, features[:40], 50, 10, 0)
+
+
+# -- file digests -----------------------------------------------------------------------------------
+def test_file_digests_are_the_published_test_vectors(tmp_path: Path) -> None:
+    path = tmp_path / "abc"
+    path.write_bytes(b"abc")  # FIPS 180-2 example: the digests weights are checked against must match them
+    assert sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha1_file(path) == "a9993e364706816aba3e25717850c26c9cd0d89d"
 
 
 # -- weights: lookup order, hashes, refusal -----------------------------------------------------------
