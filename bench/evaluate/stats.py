@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.stats
 
 
 @dataclass(frozen=True)
@@ -24,28 +26,44 @@ def bootstrap_interval(
     level: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """Percentile bootstrap interval of `statistic`.
+    """Percentile bootstrap interval of `statistic` (scipy.stats.bootstrap).
 
     `statistic(*indices)` receives one index array per sample (of the given `sizes`), drawn with
     replacement; independent samples (translated images and real references) are resampled
-    independently. The generator is built from `seed`, never global state.
+    independently. Indices rather than values let a statistic read precomputed matrices (KID's kernels).
+    The generator is built from `seed`, never global state. A replicate without an estimate (NaN: KID of
+    a resample holding one image many times) makes the interval NaN.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    values = np.array([statistic(*(rng.integers(0, n, n) for n in sizes)) for _ in range(replicates)])
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return Interval(float("nan"), float("nan"), level, 0)
-    tail = (1 - level) / 2
-    low, high = np.quantile(values, [tail, 1 - tail])
-    return Interval(float(low), float(high), level, len(values))
+    return _scipy_percentile([np.arange(n) for n in sizes], statistic, False, replicates, level, seed)
 
 
 def mean_interval(per_input: np.ndarray, replicates: int = 1000, level: float = 0.95, seed: int = 0) -> Interval:
     """Bootstrap interval of the mean of per-input values (diversity, consistency, equivariance)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
     per_input = np.asarray(per_input, dtype=np.float64)
-    return bootstrap_interval(lambda i: float(per_input[i].mean()), [len(per_input)], replicates, level, seed)
+    return _scipy_percentile([per_input], np.mean, True, replicates, level, seed)
+
+
+def _scipy_percentile(
+    data: list[np.ndarray], statistic: Callable[..., float], vectorized: bool, replicates: int, level: float, seed: int
+) -> Interval:
+    with warnings.catch_warnings():
+        # NaN replicates warn about BCa even for the percentile method; the NaN interval says it already
+        warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
+        result = scipy.stats.bootstrap(
+            data,
+            statistic,
+            n_resamples=replicates,
+            vectorized=vectorized,
+            confidence_level=level,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    interval = result.confidence_interval
+    return Interval(float(interval.low), float(interval.high), level, replicates)
 
 
 def jackknife_interval(
@@ -57,10 +75,12 @@ def jackknife_interval(
 ) -> Interval:
     """Normal interval from a two-sample grouped (delete-a-group) jackknife standard error.
 
-    For FID, where the percentile bootstrap fails: resampling with replacement duplicates images, which
-    FID reads as lost diversity, so bootstrap replicates sit far above the estimate (0% coverage of the
-    estimator's expected value in our simulation, against 95% for this interval). `statistic(keep_1,
-    keep_2)` gets the indices kept of each sample; each sample is split into at most `max_groups` random
+    Our own code, for FID, where every bootstrap fails: resampling with replacement duplicates images,
+    which FID reads as lost diversity, so bootstrap replicates sit far above the estimate. Nominal 90%
+    intervals of scipy.stats.bootstrap contained the estimator's expected value in 0% of draws (percentile
+    and BCa alike, n = 60 in 32 dimensions; 56% and 33% in 6), this interval in 91-97%; the tests check
+    both. scipy has no two-sample grouped jackknife. `statistic(keep_1, keep_2)` gets the indices kept of
+    each sample; each sample is split into at most `max_groups` random
     groups (seeded), left out one at a time, and the two variances add (independent samples).
     """
     if not 0 < level < 1:
