@@ -10,6 +10,7 @@ from PIL import Image
 
 from bench.data.images import float_to_uint8, to_rgb, uint8_to_float
 from bench.data.loader import StepSampler
+from bench.evaluate.generate import stream_seed
 
 
 @given(st.lists(st.integers(0, 255), min_size=3, max_size=300))
@@ -42,3 +43,21 @@ def test_any_mode_becomes_rgb_of_the_same_size(mode: str, width: int, height: in
     rgb = to_rgb(image)
     assert rgb.mode == "RGB" and rgb.size == (width, height)
     assert np.array_equal(np.asarray(rgb), np.asarray(to_rgb(image)))  # deterministic
+
+
+@given(st.integers(0, 2**64 - 1), st.lists(st.integers(0, 15), max_size=3))
+@settings(max_examples=50)
+def test_stream_seeds_are_seedsequence_children(seed: int, path: list[int]) -> None:
+    child = np.random.SeedSequence(seed)
+    for index in path:  # spawn down the path, as a caller of SeedSequence would
+        child = child.spawn(index + 1)[index]
+    assert stream_seed(seed, *path) == int(child.generate_state(1, np.uint64)[0])
+    torch.Generator().manual_seed(stream_seed(seed, *path))  # in torch's range
+
+
+def test_stream_seeds_of_different_paths_differ() -> None:
+    # the cases plain entropy lists get wrong: trailing zeros, and a path that is a prefix of another
+    paths = [(), (0,), (0, 0), (1,), (1, 0), (0, 1), (2**32 - 1,), (4, 0, 8)]
+    seeds = [stream_seed(s, *path) for s in (0, 1, 2**40) for path in paths]
+    assert len(set(seeds)) == len(seeds)
+    assert stream_seed(-1, 2) == stream_seed(2**64 - 1, 2)  # negative seeds wrap instead of failing

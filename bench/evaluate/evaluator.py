@@ -19,11 +19,10 @@ from torch import Tensor
 
 from bench.data.folder import TwoDomainDataset
 from bench.data.images import save_pngs
-from bench.data.loader import mix_seed
 from bench.evaluate.cache import CacheKey, FeatureCache
 from bench.evaluate.extract import InceptionFeatures, LpipsDistance, StyleStatistics, TorchFidelityFeatures
 from bench.evaluate.gather import Scope, Timing
-from bench.evaluate.generate import Generation
+from bench.evaluate.generate import Generation, stream_seed
 from bench.evaluate.metrics import EvalOptions, Metric, MetricValue
 from bench.evaluate.translator import Translator
 from bench.results import ResultRow
@@ -91,7 +90,7 @@ class Evaluator:
                 inputs,
                 direction,
                 self.data.image_size,
-                mix_seed(seed, DIRECTIONS.index(direction)),
+                stream_seed(seed, DIRECTIONS.index(direction)),
                 self.batch_size,
             )
             if self.dump_dir is not None:  # the images FID/KID read, named after their inputs
@@ -184,7 +183,7 @@ class Evaluator:
                 if not metric.set_metric:
                     continue
                 real = self.real_features(metric.extractor, target)
-                order = np.random.default_rng(mix_seed(self.options.seed, DIRECTIONS.index(direction))).permutation(
+                order = np.random.default_rng(stream_seed(self.options.seed, DIRECTIONS.index(direction))).permutation(
                     len(real)
                 )
                 half = len(real) // 2

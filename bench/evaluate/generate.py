@@ -15,16 +15,30 @@ from __future__ import annotations
 from functools import cached_property
 
 import kornia.augmentation as K
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 from torch import Tensor
 
 from bench.data.images import float_to_uint8, uint8_to_float
-from bench.data.loader import mix_seed
 from bench.evaluate.translator import Translator, device_of
 
 KINDS = ("outputs", "styles", "dfid", "augmented", "equivariance")
+
+
+def stream_seed(seed: int, *path: int) -> int:
+    """The seed of the random stream at `path` under `seed`, as one 64-bit integer for torch.Generator.
+
+    numpy's SeedSequence does the mixing: `path` is its spawn key, so this is the seed of the child
+    SeedSequence(seed).spawn(path[0] + 1)[path[0]], and so on down the path, streams it designs to be
+    independent, the same on every platform. Path entries are indices below 2**32 (SeedSequence splits
+    larger ones into 32-bit words, so (2**32,) would equal (0, 1)).
+    """
+    if any(not 0 <= index < 2**32 for index in path):
+        raise ValueError(f"stream path entries must be in [0, 2**32), got {path}")
+    # SeedSequence takes non-negative entropy only; negative seeds, which the CLI accepts, wrap around
+    return int(np.random.SeedSequence(seed % 2**64, spawn_key=path).generate_state(1, np.uint64)[0])
 
 
 def resize_uint8(images: Tensor, size: int) -> Tensor:
@@ -79,7 +93,7 @@ class Generation:
         self._styles: dict[tuple[str, int], Tensor] = {}
 
     def _generator(self, kind: str, *extra: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(mix_seed(self.seed, KINDS.index(kind), *extra))
+        return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, KINDS.index(kind), *extra))
 
     @torch.no_grad()
     def translate(self, x: Tensor, style: Tensor | None, seed: int) -> Tensor:
@@ -92,7 +106,7 @@ class Generation:
         for start in range(0, len(x), self.batch_size):
             chunk = x[start : start + self.batch_size].to(self.device)
             chunk_style = None if style is None else style[start : start + self.batch_size].to(self.device)
-            generator = torch.Generator(device=self.device).manual_seed(mix_seed(seed, start))
+            generator = torch.Generator(device=self.device).manual_seed(stream_seed(seed, start))
             y = self.translator.translate(chunk, self.direction, style=chunk_style, generator=generator)
             out.append(resize_uint8(float_to_uint8(y.float().clamp(-1, 1)).cpu(), self.out_size))
         return torch.cat(out)
@@ -112,13 +126,13 @@ class Generation:
     def outputs(self) -> Tensor:
         """(N, 3, S, S): one translation per test input, each with its own random style."""
         x = self._float_inputs()
-        return self.translate(x, self.styles_for("outputs", len(x)), mix_seed(self.seed, 0))
+        return self.translate(x, self.styles_for("outputs", len(x)), stream_seed(self.seed, 0))
 
     def style_sets(self, styles: int) -> Tensor:
         """(N, M, 3, S, S): every test input under M random styles (lpips_diversity)."""
         x = self._float_inputs()
         sets = [
-            self.translate(x, self.styles_for("styles", len(x), m), mix_seed(self.seed, 1, m)) for m in range(styles)
+            self.translate(x, self.styles_for("styles", len(x), m), stream_seed(self.seed, 1, m)) for m in range(styles)
         ]
         return torch.stack(sets, 1)
 
@@ -127,7 +141,7 @@ class Generation:
         x = self._float_inputs(inputs)
         repeated = x.repeat_interleave(styles, 0)
         style = self.styles_for("dfid", len(repeated))
-        y = self.translate(repeated, style, mix_seed(self.seed, 2))
+        y = self.translate(repeated, style, stream_seed(self.seed, 2))
         return y.view(len(x), styles, *y.shape[1:])
 
     def augmented(self, inputs: int, copies: int) -> tuple[Tensor, Tensor | None]:
@@ -140,13 +154,13 @@ class Generation:
         style = self.styles_for("augmented", len(x))
         augment = consistency_augmentation(x.shape[-1])
         with torch.random.fork_rng(devices=[]):  # kornia draws from the global RNG; keep the caller's intact
-            torch.manual_seed(mix_seed(self.seed, 3))
-            copies_out = [self.translate(augment(x), style, mix_seed(self.seed, 3)) for _ in range(copies)]
+            torch.manual_seed(stream_seed(self.seed, 3))
+            copies_out = [self.translate(augment(x), style, stream_seed(self.seed, 3)) for _ in range(copies)]
         by_style = None
         if self.translator.multimodal:
             by_style = torch.stack(
                 [
-                    self.translate(x, self.styles_for("augmented", len(x), 1 + m), mix_seed(self.seed, 3))
+                    self.translate(x, self.styles_for("augmented", len(x), 1 + m), stream_seed(self.seed, 3))
                     for m in range(copies)
                 ],
                 1,
@@ -157,7 +171,7 @@ class Generation:
         """Per transform T: (G(T(x), s), T(G(x, s))) as uint8 at the evaluation size, same style and state."""
         x = self._float_inputs(inputs)
         style = self.styles_for("equivariance", len(x))
-        seed = mix_seed(self.seed, 4)
+        seed = stream_seed(self.seed, 4)
         plain = uint8_to_float(self.translate(x, style, seed))
         pairs = {}
         for name, transform in EQUIVARIANCE_TRANSFORMS.items():
