@@ -107,6 +107,22 @@ def test_machine_peak_flops_is_positive_and_cached() -> None:
     assert machine_peak_flops(torch.device("cpu")) == peak
 
 
+def test_machine_peak_flops_times_matmuls_at_the_callers_thread_count(monkeypatch) -> None:
+    # torch.utils.benchmark.Timer runs on 1 thread unless told otherwise: a CPU peak that low would
+    # inflate every peak_fraction measured at the harness's thread count
+    threads: list[int] = []
+    matmul = torch.mm
+
+    def recording(a: Tensor, b: Tensor) -> Tensor:
+        threads.append(torch.get_num_threads())
+        return matmul(a, b)
+
+    monkeypatch.setattr(torch, "mm", recording)
+    monkeypatch.setattr("bench.evaluate.throughput._PEAK_FLOPS", {})
+    assert math.isfinite(machine_peak_flops(torch.device("cpu")))
+    assert len(threads) >= 2 and set(threads) == {torch.get_num_threads()}  # warm-up, then timed blocks
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -10,8 +10,8 @@ speed-up a deployment could add (the translator runs as it is, in float32).
 
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode`, which counts matmuls and convolutions by their
 textbook formula (2 FLOPs per multiply-add) and ignores elementwise work (normalisation, activations). The
-`peak_fraction` compares the achieved FLOP rate with a float32 matmul measured on this machine, not a datasheet
-peak; convolutions that cuDNN runs in TF32, or by Winograd/FFT, can therefore exceed 1.
+`peak_fraction` compares the achieved FLOP rate with a float32 matmul measured on this machine (the fastest
+block of torch.utils.benchmark.Timer), not a datasheet peak; convolutions that cuDNN runs in TF32, or by Winograd/FFT, can therefore exceed 1.
 """
 
 from __future__ import annotations
@@ -88,6 +88,9 @@ def measure_throughput(
                 _synchronize(device)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
+                # Our own loop rather than torch.utils.benchmark.Timer: the p50/p95 need the latency of each
+                # call, and Timer reports only means over blocks of calls (timeit: one block; blocked_autorange:
+                # blocks sized and counted by time, not `iterations`), each after warm-up calls of its own.
                 latencies = []
                 for _ in range(iterations):
                     _synchronize(device)
@@ -124,18 +127,16 @@ def machine_peak_flops(device: torch.device) -> float:
         device = torch.device("cuda", torch.cuda.current_device())  # "cuda" and "cuda:0" share one entry
     key = (device, torch.get_num_threads())
     if key not in _PEAK_FLOPS:
+        from torch.utils.benchmark import Timer  # imports cpp_extension (0.1 s, a CUDA_HOME warning): only here
+
         # Big enough to saturate the device, small enough to take well under a second.
         n = 2048 if device.type == "cuda" else 1024
         a = torch.randn(n, n, device=device)
         b = torch.randn(n, n, device=device)
-        torch.mm(a, b)  # untimed: the first call pays for library loading and kernel selection
-        best = math.inf
-        for _ in range(5):
-            _synchronize(device)
-            start = time.perf_counter()
-            torch.mm(a, b)
-            _synchronize(device)
-            best = min(best, time.perf_counter() - start)
+        # Timer warms up (library loading, kernel selection), sizes the blocks and keeps the thread count;
+        # the fastest block is the peak. Its default clock synchronises CUDA only, hence `_clock`.
+        timer = Timer("torch.mm(a, b)", globals={"a": a, "b": b}, num_threads=key[1], timer=_clock(device))
+        best = min(timer.blocked_autorange(min_run_time=0.2).times)
         _PEAK_FLOPS[key] = 2 * n**3 / best if best > 0 else math.nan
     return _PEAK_FLOPS[key]
 
@@ -146,6 +147,16 @@ def count_flops(fn: Callable[..., Any], *args: Any) -> int:
     with counter:
         fn(*args)
     return counter.get_total_flops()
+
+
+def _clock(device: torch.device) -> Callable[[], float]:
+    """A clock that reads only after `device` has finished its queued work."""
+
+    def clock() -> float:
+        _synchronize(device)
+        return time.perf_counter()
+
+    return clock
 
 
 def _synchronize(device: torch.device) -> None:
