@@ -11,7 +11,8 @@ speed-up a deployment could add (the translator runs as it is, in float32).
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode`, which counts matmuls and convolutions by their
 textbook formula (2 FLOPs per multiply-add) and ignores elementwise work (normalisation, activations). The
 `peak_fraction` compares the achieved FLOP rate with a float32 matmul measured on this machine (the fastest
-block of torch.utils.benchmark.Timer), not a datasheet peak; convolutions that cuDNN runs in TF32, or by Winograd/FFT, can therefore exceed 1.
+block of torch.utils.benchmark.Timer), not a datasheet peak; convolutions that cuDNN runs in TF32, or by
+Winograd/FFT, can therefore exceed 1.
 """
 
 from __future__ import annotations
