@@ -133,14 +133,14 @@ def test_dataset_spec_contract(name: str) -> None:
 
 @pytest.mark.parametrize("name", METRICS.names())
 def test_metric_contract(name: str) -> None:
-    from bench.evaluate.generate import KINDS
+    from bench.evaluate.gather import Timing
     from bench.evaluate.metrics import EvalOptions
 
     metric = METRICS.get(name)
     assert metric.name == name and dataclasses.is_dataclass(metric) and METRICS.description(name)
     assert metric.extractor in ("inception", "lpips", "style", "dinov2", "clip", "none")
-    assert metric.needs in (*KINDS, "timing")
-    assert (metric.higher_is_better is None) == (metric.needs == "timing")
+    assert callable(metric.gather) and hash(metric.gather) == hash(dataclasses.replace(metric.gather))
+    assert (metric.higher_is_better is None) == isinstance(metric.gather, Timing)
     if not metric.set_metric:
         return
     # a set metric moves away from its ideal value when one set moves away from the other
