@@ -2,6 +2,9 @@
 
 With no arguments, `python -m bench run` is the offline demo: every registered method, tiny preset,
 on the synthetic toyfaces dataset.
+
+`run`, `eval` and `sanity` build one configuration tree (bench/config.py): `--config FILE` (YAML), then
+`--set section.key=value` and the shorthand flags, which set tree keys too, in command-line order.
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ import argparse
 import logging
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.registry import DATASETS, METHODS, METRICS, UnknownNameError
-from methods.base import ConfigError
 
 log = logging.getLogger("bench")
 
@@ -26,93 +29,158 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _key_value(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), yaml.safe_load(value)
+def _yaml_value(text: str) -> Any:
+    """A --set value as YAML reads it: 10 is an int, [a, b] a list, null None, anything else text."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YAML value: {error}") from error
+
+
+class _Set(argparse.Action):
+    """Append a (tree key, value) pair to `args.overrides`.
+
+    `--set` and every shorthand flag land in that one list, so they apply in command-line order and the
+    last one given wins. `key` is the tree key the flag sets; empty (`--set`) or ending in "." (`--weights`,
+    `--data-option`) the value is NAME=VALUE and NAME completes the key.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, key: str = "", parse: Callable = _yaml_value, **kw):
+        self.key, self.parse = key, parse
+        if kw.get("nargs") != 0:  # all share one dest, so argparse would show OVERRIDES as every metavar
+            kw.setdefault("metavar", option_strings[0].lstrip("-").upper().replace("-", "_"))
+        super().__init__(option_strings, "overrides", **kw)
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+        if self.key and not self.key.endswith("."):
+            item = (self.key, self.const if self.nargs == 0 else values)
+        else:
+            name, sep, text = values.partition("=")
+            if not sep or not name.strip():
+                raise argparse.ArgumentError(self, f"expected {self.metavar}, got {values!r}")
+            try:
+                item = (self.key + name.strip(), self.parse(text))
+            except argparse.ArgumentTypeError as error:
+                raise argparse.ArgumentError(self, str(error)) from error
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), item]
+
+
+def _key(p: argparse.ArgumentParser, *flags: str, key: str, **kw: Any) -> None:
+    """A shorthand flag that sets tree key `key` to its (typed) value."""
+    p.add_argument(*flags, action=_Set, key=key, **kw)
+
+
+def _switch(p: argparse.ArgumentParser, flag: str, key: str, value: bool, help: str | None = None) -> None:
+    """A flag without a value that sets tree key `key` to `value`."""
+    p.add_argument(flag, action=_Set, key=key, nargs=0, const=value, help=help)
+
+
+def _add_tree_arguments(p: argparse.ArgumentParser) -> None:
+    """The configuration tree's own options, shared by run, eval and sanity."""
+    p.add_argument(
+        "--config", help="YAML file of the configuration tree (as --print-config writes it); flags override it"
+    )
+    p.add_argument(
+        "--set",
+        action=_Set,
+        metavar="SECTION.KEY=VALUE",
+        help="set any key of the tree, repeatable, values read as YAML: --set eval.styles=10, "
+        "--set data.options.size=32, --set methods=[cyclegan,gnr]; --print-config lists every key",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     _add_data_arguments(p)
-    p.add_argument("--preset", help="method preset (default: tiny for toyfaces, paper for real data)")
-    p.add_argument("--steps", type=int, help="training steps (default: the preset's epochs)")
-    p.add_argument("--batch-size", type=int, help="training batch size (default: the preset's)")
-    p.add_argument("--seed", type=int)
-    p.add_argument(
+    _key(p, "--preset", key="preset", help="method preset (default: tiny for toyfaces, paper for real data)")
+    _key(p, "--steps", key="train.steps", type=int, help="training steps (default: the preset's epochs)")
+    _key(p, "--batch-size", key="train.batch_size", type=int, help="training batch size (default: the preset's)")
+    _key(p, "--seed", key="seed", type=int, help="seed of training and evaluation (default: 0)")
+    _key(
+        p,
         "--seeds",
+        key="train.seeds",
         type=lambda text: tuple(int(v) for v in _csv(text)),
         help="comma-separated training seeds: every method trains once per seed; reports show mean +- std",
     )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        default=None,
-        help="continue from the last checkpoint of an earlier run with the same configuration",
+    _switch(
+        p, "--resume", "train.resume", True, "continue from the last checkpoint of an earlier run, same configuration"
     )
-    p.add_argument("--work-dir", help="where checkpoints and sample grids go (default: runs)")
-    p.add_argument("--checkpoint-every", type=int, metavar="N")
-    p.add_argument("--sample-every", type=int, metavar="N")
-    p.add_argument("--log-every", type=int, metavar="N")
-    p.add_argument("--workers", type=int, help="data-loading processes (default: 0)")
+    _key(p, "--work-dir", key="work_dir", help="where checkpoints and sample grids go (default: runs)")
+    _key(p, "--checkpoint-every", key="train.checkpoint_every", type=int, metavar="N")
+    _key(p, "--sample-every", key="train.sample_every", type=int, metavar="N")
+    _key(p, "--log-every", key="train.log_every", type=int, metavar="N")
+    _key(p, "--workers", key="data.workers", type=int, help="data-loading processes (default: 0)")
     _add_scoring_arguments(p)
-    p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate only the first N test images per direction")
+    _key(p, "--eval-limit", key="eval.limit", type=int, metavar="N", help="evaluate only the first N test images")
 
 
 def _add_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML file of run settings; command-line options override it")
-    p.add_argument("--methods", type=_csv, help=f"comma-separated methods (default: all: {','.join(METHODS.names())})")
-    p.add_argument("--dataset", help=f"one of {', '.join(DATASETS.names())} (default: toyfaces)")
-    p.add_argument("--data-root", help="dataset folder (selfie2anime: datasets/selfie2anime; toyfaces: parent folder)")
-    p.add_argument(
+    _add_tree_arguments(p)
+    methods = ",".join(METHODS.names())
+    _key(p, "--methods", key="methods", type=_csv, help=f"comma-separated methods (default: all: {methods})")
+    _key(p, "--dataset", key="data.dataset", help=f"one of {', '.join(DATASETS.names())} (default: toyfaces)")
+    _key(p, "--data-root", key="data.root", help="dataset folder (default: datasets/<name>; toyfaces: parent folder)")
+    _key(
+        p,
         "--data-option",
-        action="append",
-        type=_key_value,
+        key="data.options.",
         metavar="KEY=VALUE",
-        help="dataset option, repeatable (toyfaces: size, n_train, n_test, seed)",
+        help="same as --set data.options.KEY=VALUE, repeatable (toyfaces: size, n_train, n_test, seed)",
+    )
+
+
+def _add_weights_arguments(p: argparse.ArgumentParser) -> None:
+    _key(
+        p,
+        "--weights",
+        key="weights.",
+        parse=str,  # paths stay text
+        metavar="NAME=PATH",
+        help="pretrained file for a method's losses or a metric, repeatable (inception, vgg16, alexnet, clip)",
+    )
+    _key(p, "--inception-weights", key="weights.inception", metavar="PATH", help="same as --weights inception=PATH")
+
+
+def _add_eval_option(p: argparse.ArgumentParser) -> None:
+    _key(
+        p,
+        "--eval-option",
+        key="eval.",
+        metavar="KEY=VALUE",
+        help="same as --set eval.KEY=VALUE, repeatable: reference (test|train), styles, dfid_inputs, dfid_styles, "
+        "consistency_inputs, consistency_copies, equivariance_inputs, bootstrap, ci_level, kid_subsets, ...",
     )
 
 
 def _add_scoring_arguments(p: argparse.ArgumentParser) -> None:
     """What `bench run` and `bench eval` share: weights, metrics, evaluation settings, outputs."""
-    p.add_argument("--reports-dir", help="where reports go (default: reports)")
-    p.add_argument(
+    _key(p, "--reports-dir", key="reports_dir", help="where reports go (default: reports)")
+    _key(
+        p,
         "--metrics",
+        key="eval.metrics",
         type=_csv,
         help=f"comma-separated metrics (default: all but fd_dinov2, fd_clip; known: {','.join(METRICS.names())})",
     )
-    p.add_argument("--inception-weights", metavar="PATH", help="torch-fidelity InceptionV3 weights file for FID/KID")
-    p.add_argument(
-        "--weights",
-        action="append",
-        type=_key_value,
-        metavar="NAME=PATH",
-        help="pretrained file for a method's losses or a metric, repeatable (names: vgg16, alexnet)",
+    _add_weights_arguments(p)
+    standin = (
+        "without published weights, use labelled stand-ins (default: only for toyfaces; tiny presets only for losses)"
     )
-    p.add_argument(
-        "--allow-standin",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="without published weights, use labelled stand-ins (default: only for toyfaces; tiny presets only for losses)",
-    )
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--kid-subset-size", type=int)
-    p.add_argument("--kid-subsets", type=int)
+    _switch(p, "--allow-standin", "weights.allow_standin", True, standin)
+    _switch(p, "--no-allow-standin", "weights.allow_standin", False, "never use stand-ins")
+    _key(p, "--eval-batch-size", key="eval.batch_size", type=int, metavar="N")
     _add_eval_option(p)
-    p.add_argument(
-        "--dump-images",
-        action="store_true",
-        default=None,
-        help="also write the translated test images (one per input, as scored by FID/KID) as PNG to the report folder",
-    )
-    p.add_argument(
+    dump = "also write the translated test images (one per input, as scored by FID/KID) as PNG to the report folder"
+    _switch(p, "--dump-images", "eval.dump_images", True, dump)
+    _switch(
+        p,
         "--no-feature-cache",
-        dest="feature_cache",
-        action="store_false",
-        default=None,
-        help="do not read or write the feature cache of real image sets",
+        "eval.feature_cache",
+        False,
+        "do not read or write the feature cache of real image sets",
     )
-    p.add_argument("--no-track", dest="track", action="store_false", default=None, help="do not log to MLflow")
+    _switch(p, "--no-track", "track", False, "do not log to MLflow")
 
 
 def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -125,13 +193,18 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
         help="score this checkpoint of METHOD, repeatable: a harness checkpoint (runs/.../step_*.pt, its own "
         "configuration) or the authors' released file (with --preset, default paper on real data)",
     )
-    p.add_argument("--preset", help="method preset of released checkpoints (default: tiny for toyfaces, else paper)")
-    p.add_argument("--seed", type=int, help="seed of styles, KID subsets and resampling (default: 0)")
+    _key(
+        p,
+        "--preset",
+        key="preset",
+        help="method preset of released checkpoints (default: tiny for toyfaces, else paper)",
+    )
+    _key(p, "--seed", key="seed", type=int, help="seed of styles, KID subsets and resampling (default: 0)")
     p.add_argument("--translations", type=Path, metavar="DIR", help="score this folder of translated images ...")
     p.add_argument("--reference", type=Path, metavar="DIR", help="... against this folder of real target images")
     p.add_argument("--name", help="the name --translations rows carry (default: the folder's name)")
-    p.add_argument(
-        "--limit", "--eval-limit", dest="eval_limit", type=int, metavar="N", help="score only the first N test images"
+    _key(
+        p, "--limit", "--eval-limit", key="eval.limit", type=int, metavar="N", help="score only the first N test images"
     )
     _add_scoring_arguments(p)
 
@@ -141,17 +214,6 @@ def _method_path(text: str) -> tuple[str, str]:
     if not sep or not method or not path:
         raise argparse.ArgumentTypeError(f"expected METHOD=PATH, got {text!r}")
     return method.strip(), path
-
-
-def _add_eval_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--eval-option",
-        action="append",
-        type=_key_value,
-        metavar="KEY=VALUE",
-        help="evaluation setting, repeatable: reference (test|train), styles, dfid_inputs, dfid_styles, "
-        "consistency_inputs, consistency_copies, equivariance_inputs, bootstrap, ci_level, throughput_batch, ...",
-    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -177,15 +239,13 @@ def parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=("ls", "clear"))
     sanity = sub.add_parser("sanity", help="check that every metric ranks toyfaces reference translators as it claims")
     sanity.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
-    sanity.add_argument("--seed", type=int, default=0)
-    sanity.add_argument("--data-root", help="toyfaces parent folder (default: datasets/)")
-    sanity.add_argument("--data-option", action="append", type=_key_value, metavar="KEY=VALUE", help="toyfaces option")
-    sanity.add_argument(
-        "--metrics", type=_csv, help="metrics to check (default: every metric the suite has checks for)"
-    )
-    sanity.add_argument("--inception-weights", metavar="PATH")
-    sanity.add_argument("--weights", action="append", type=_key_value, metavar="NAME=PATH")
-    sanity.add_argument("--eval-limit", type=int, metavar="N", help="use only the first N test images")
+    _add_tree_arguments(sanity)
+    _key(sanity, "--seed", key="seed", type=int)
+    _key(sanity, "--data-root", key="data.root", help="toyfaces parent folder (default: datasets/)")
+    _key(sanity, "--data-option", key="data.options.", metavar="KEY=VALUE", help="same as --set data.options.KEY=VALUE")
+    _key(sanity, "--metrics", key="eval.metrics", type=_csv, help="metrics to check (default: every one with checks)")
+    _add_weights_arguments(sanity)
+    _key(sanity, "--eval-limit", key="eval.limit", type=int, metavar="N", help="use only the first N test images")
     _add_eval_option(sanity)
     return p
 
@@ -199,52 +259,53 @@ def cmd_list() -> int:
     return 0
 
 
-def _overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """RunConfig fields from parsed options (None: not given, so the YAML file or the default holds)."""
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", *skip)}
-    overrides["data_options"] = dict(overrides.pop("data_option") or []) or None
-    overrides["weights"] = {k: str(v) for k, v in args.weights} if args.weights else None
-    overrides["eval_options"] = dict(overrides.pop("eval_option") or []) or None
-    return overrides
+def _load(args: argparse.Namespace, *extra: tuple[str, Any]) -> Any:
+    """The configuration tree of `args`: its --config file, then its overrides in order, then `extra`."""
+    from bench.config import load_config
+
+    return load_config(args.config, [*(args.overrides or []), *extra])
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.config import load_config
     from bench.run import run
 
-    cfg = load_config(args.config, _overrides(args))
+    cfg = _load(args)
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
     return _print_outcome(run(cfg, command=_command(argv)))
 
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.config import load_config
     from bench.run import run
     from bench.score import score_translations
 
-    overrides = _overrides(args, skip=("checkpoint", "translations", "reference", "name"))
+    checkpoints = dict(args.checkpoint or [])
+    if len(checkpoints) < len(args.checkpoint or []):
+        raise ConfigError("--checkpoint names a method more than once")
+    cfg = _load(args, *([("checkpoints", checkpoints)] if checkpoints else []))
     if args.translations is not None or args.reference is not None:
         if args.translations is None or args.reference is None:
             raise ConfigError("--translations DIR and --reference DIR go together: translated images, real images")
-        if args.checkpoint:
+        if cfg.checkpoints:
             raise ConfigError("give either --checkpoint METHOD=PATH or --translations/--reference, not both")
-        cfg = load_config(args.config, overrides)
+        if args.print_config:
+            print(cfg.to_yaml(), end="")
+            return 0
         outcome = score_translations(cfg, args.translations, args.reference, args.name, command=_command(argv))
         return _print_outcome(outcome)
-    if not args.checkpoint:
+    if not cfg.checkpoints:
         raise ConfigError(
             "bench eval needs --checkpoint METHOD=PATH (repeatable) or --translations DIR --reference DIR; "
             "see python -m bench eval --help"
         )
-    checkpoints = dict(args.checkpoint)
-    if len(checkpoints) < len(args.checkpoint):
-        raise ConfigError("--checkpoint names a method more than once")
-    unknown = [m for m in checkpoints if m not in METHODS]
-    if unknown:
-        METHODS.get(unknown[0])  # raises with "did you mean"
-    if args.methods and set(args.methods) != set(checkpoints):
+    for method in cfg.checkpoints:
+        METHODS.get(method)  # an unknown name raises with "did you mean"
+    if cfg.methods and set(cfg.methods) != set(cfg.checkpoints):
         raise ConfigError("with --checkpoint, --methods must name exactly the methods that have a checkpoint")
-    overrides["checkpoints"] = checkpoints
-    cfg = load_config(args.config, overrides)
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
     return _print_outcome(run(cfg, command=_command(argv)))
 
 
@@ -304,19 +365,20 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_sanity(args: argparse.Namespace) -> int:
     from bench.evaluate.cache import FeatureCache
     from bench.evaluate.evaluator import Evaluator, metric_extractors
-    from bench.evaluate.metrics import EvalOptions
     from bench.evaluate.sanity import SANITY_METRICS, run_sanity
     from bench.weights import resolve_weights
 
-    spec = DATASETS.get("toyfaces")
-    data = spec.open(Path(args.data_root) if args.data_root else None, dict(args.data_option or []))
-    metrics = [METRICS.get(name) for name in (args.metrics or SANITY_METRICS)]
-    weights = {k: str(v) for k, v in (args.weights or [])}
-    inception = resolve_weights("inception", args.inception_weights or weights.get("inception"), allow_standin=True)
-    options = EvalOptions.from_dict({**spec.eval_defaults, "seed": args.seed, **dict(args.eval_option or [])})
+    cfg = _load(args, ("data.dataset", "toyfaces"))  # the reference translators exist for toyfaces only
+    if args.print_config:
+        print(cfg.to_yaml(), end="")
+        return 0
+    data = DATASETS.get("toyfaces").open(Path(cfg.data.root) if cfg.data.root else None, cfg.data.options)
+    metrics = [METRICS.get(name) for name in (cfg.eval.metrics or SANITY_METRICS)]
+    weights = cfg.weights.paths()
+    inception = resolve_weights("inception", weights.get("inception"), allow_standin=True)
     extractors = metric_extractors(metrics, inception, weights, allow_standin=True, device="cpu")
-    evaluator = Evaluator(data, metrics, options, extractors, cache=FeatureCache(), limit=args.eval_limit)
-    result = run_sanity(evaluator, args.direction, args.seed)
+    evaluator = Evaluator(data, metrics, cfg.eval, extractors, cache=FeatureCache(), limit=cfg.eval.limit)
+    result = run_sanity(evaluator, args.direction, cfg.seed)
     print(result.render())
     return 0 if result.passed else 1
 
@@ -345,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_weights(args)
         return cmd_run(args, argv)
-    except (BenchError, ConfigError, UnknownNameError) as error:
+    except (BenchError, UnknownNameError) as error:  # ConfigError is a BenchError
         print(f"error: {error}", file=sys.stderr)
         return 2
 

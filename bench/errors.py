@@ -11,3 +11,7 @@ class DataError(BenchError):
 
 class WeightsError(BenchError):
     """Pretrained weights needed for a metric or loss are missing or not the published ones."""
+
+
+class ConfigError(BenchError):
+    """A run's configuration names an unknown key, preset or method, or holds an invalid value."""

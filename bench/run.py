@@ -11,8 +11,10 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,10 @@ from accelerate.utils import broadcast_object_list, set_seed
 
 from bench.config import RunConfig
 from bench.data.folder import DatasetSpec, TwoDomainDataset
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.evaluate.cache import FeatureCache
 from bench.evaluate.evaluator import Evaluator, metric_extractors
-from bench.evaluate.metrics import EvalOptions, Metric
+from bench.evaluate.metrics import Metric
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
 from bench.results import RunResult
@@ -41,7 +43,7 @@ from bench.train import (
     train,
 )
 from bench.weights import ResolvedWeights, resolve_weights
-from methods.base import ConfigError, Method
+from methods.base import Method
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +133,25 @@ def _resolve_methods(cfg: RunConfig, dataset_default: str) -> list[tuple[str, ty
         cls = METHODS.get(name)
         trained = harness_checkpoint(cfg.checkpoints[name]) if name in cfg.checkpoints else None
         if trained is not None and not cfg.preset and trained.get("method") == name:  # else load_checkpoint says so
-            fingerprint = json.loads(trained["fingerprint"])
-            resolved.append((name, cls, "checkpoint", cls.Config.from_dict(fingerprint["config"])))
+            values = json.loads(trained["fingerprint"])["config"]
+            source = f"the configuration of checkpoint {cfg.checkpoints[name]}"
+            resolved.append(
+                (name, cls, "checkpoint", _method_config(name, source, partial(cls.Config.from_dict, values)))
+            )
             continue
         preset = cfg.preset or cls.Config.default_preset(dataset_default)
-        overrides = {"batch_size": cfg.batch_size} if cfg.batch_size else {}
-        resolved.append((name, cls, preset, cls.Config.preset(preset, **overrides)))
+        overrides = {"batch_size": cfg.train.batch_size} if cfg.train.batch_size else {}
+        config = _method_config(name, f"preset {preset!r}", partial(cls.Config.preset, preset, **overrides))
+        resolved.append((name, cls, preset, config))
     return resolved
+
+
+def _method_config(name: str, source: str, build: Callable[[], Any]) -> Any:
+    """`build()`, a method's config: methods raise ValueError for a bad one, which the CLI reports as ConfigError."""
+    try:
+        return build()
+    except ValueError as error:
+        raise ConfigError(f"{name}: {source}: {error}") from error
 
 
 @dataclass
@@ -164,18 +178,18 @@ class _Session:
 
 def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = None) -> Outcome:
     """`bench run` (train, then score) and `bench eval --checkpoint` (score `cfg.checkpoints` without training)."""
-    spec: DatasetSpec = DATASETS.get(cfg.dataset)
+    spec: DatasetSpec = DATASETS.get(cfg.data.dataset)
     plan_methods = _resolve_methods(cfg, spec.default_preset)
     metrics = selected_metrics(cfg)
     accelerator = Accelerator()
     with accelerator.main_process_first():
-        data: TwoDomainDataset = spec.open(Path(cfg.data_root) if cfg.data_root else None, dict(cfg.data_options))
-    allow_standin = spec.synthetic if cfg.allow_standin is None else cfg.allow_standin
+        data: TwoDomainDataset = spec.open(Path(cfg.data.root) if cfg.data.root else None, cfg.data.options)
+    allow_standin = spec.synthetic if cfg.weights.allow_standin is None else cfg.weights.allow_standin
     # Every weights file is found and checked before anything trains, so a missing one fails fast.
-    session = _open_session(cfg, data, metrics, spec.eval_defaults, allow_standin, accelerator, tracker, command)
+    session = _open_session(cfg, data, metrics, allow_standin, accelerator, tracker, command)
     session.pretrained = {  # networks a method's losses use; a method scored from a checkpoint trains nothing
         name: {
-            network: resolve_weights(network, cfg.weights.get(network), allow_standin and standin_ok)
+            network: resolve_weights(network, cfg.weights.path(network), allow_standin and standin_ok)
             for network, standin_ok in cls.pretrained_networks(method_cfg).items()
         }
         if name not in cfg.checkpoints
@@ -183,10 +197,12 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
         for name, cls, _, method_cfg in plan_methods
     }
     tracked_runs = []
-    seeds = cfg.seeds or (cfg.seed,)
+    seeds = cfg.train.seeds or (cfg.seed,)
     for name, cls, preset, method_cfg in plan_methods:
         for seed in seeds:  # several training seeds: the report shows mean and std across them
-            seeded = dataclasses.replace(session, cfg=cfg.replace(seed=seed)) if cfg.seeds else session
+            seeded = (
+                dataclasses.replace(session, cfg=dataclasses.replace(cfg, seed=seed)) if cfg.train.seeds else session
+            )
             key = f"{name}-seed{seed}" if len(seeds) > 1 else name
             tracked_runs.append(_run_method(seeded, name, cls, preset, method_cfg, key))
             if session.main:
@@ -198,7 +214,6 @@ def _open_session(
     cfg: RunConfig,
     data: TwoDomainDataset,
     metrics: list[Metric],
-    eval_defaults: dict[str, Any],
     allow_standin: bool,
     accelerator: Accelerator,
     tracker: Tracker | None,
@@ -206,9 +221,8 @@ def _open_session(
     fake_preprocessing: str | None = None,
 ) -> _Session:
     """Resolve the extractors' weights (a missing file stops here, before any training) and start the results."""
-    options = eval_options(cfg, eval_defaults)
-    weights = resolve_weights("inception", cfg.inception_weights or cfg.weights.get("inception"), allow_standin)
-    extractors = metric_extractors(metrics, weights, cfg.weights, allow_standin, accelerator.device)
+    weights = resolve_weights("inception", cfg.weights.inception, allow_standin)
+    extractors = metric_extractors(metrics, weights, cfg.weights.paths(), allow_standin, accelerator.device)
     if tracker is None:
         tracker = MlflowTracker() if cfg.track and accelerator.is_main_process else NullTracker()
     run_id = broadcast_object_list([new_run_id(data.name)])[0]  # every process writes under one id
@@ -221,12 +235,12 @@ def _open_session(
         evaluator=Evaluator(
             data,
             metrics,
-            options,
+            cfg.eval,  # the tree's eval section is the metrics' EvalOptions (with the run's seed)
             extractors,
-            cache=FeatureCache() if cfg.feature_cache else None,
-            batch_size=cfg.eval_batch_size,
-            limit=cfg.eval_limit,
-            dump_dir=Path(cfg.reports_dir) / run_id / "images" if cfg.dump_images else None,
+            cache=FeatureCache() if cfg.eval.feature_cache else None,
+            batch_size=cfg.eval.batch_size,
+            limit=cfg.eval.limit,
+            dump_dir=Path(cfg.reports_dir) / run_id / "images" if cfg.eval.dump_images else None,
             fake_preprocessing=fake_preprocessing,
         ),
         tracker=tracker,
@@ -234,12 +248,7 @@ def _open_session(
             run_id=run_id,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             command=command,
-            config={
-                **cfg.to_dict(),
-                "allow_standin": allow_standin,
-                "metrics": [m.name for m in metrics],
-                "eval_options": options.__dict__,
-            },
+            config=_recorded_config(cfg, allow_standin, metrics),
             environment=environment(accelerator),
             dataset=data.summary(),
         ),
@@ -265,14 +274,16 @@ def _finish(session: _Session, tracked_runs: list[TrackedRun]) -> Outcome:
 
 def selected_metrics(cfg: RunConfig) -> list[Metric]:
     """The metrics the user named, or every registered metric marked default."""
-    names = cfg.metrics or tuple(name for name in METRICS.names() if METRICS.get(name).default)
+    names = cfg.eval.metrics or tuple(name for name in METRICS.names() if METRICS.get(name).default)
     return [METRICS.get(name) for name in names]
 
 
-def eval_options(cfg: RunConfig, dataset_defaults: dict[str, Any]) -> EvalOptions:
-    """EvalOptions: the dataset's defaults, the top-level KID settings and seed, then the user's `eval_options`."""
-    values = {"kid_subset_size": cfg.kid_subset_size, "kid_subsets": cfg.kid_subsets, "seed": cfg.seed}
-    return EvalOptions.from_dict({**dataset_defaults, **values, **cfg.eval_options})
+def _recorded_config(cfg: RunConfig, allow_standin: bool, metrics: list[Metric]) -> dict[str, Any]:
+    """The tree as the results document keeps it, with the defaults it left open filled in."""
+    config = cfg.to_dict()
+    config["weights"]["allow_standin"] = allow_standin
+    config["eval"]["metrics"] = [m.name for m in metrics]
+    return config
 
 
 def _run_method(
@@ -289,7 +300,7 @@ def _run_method(
     pretrained = {
         n: {"label": r.label, "sha256": r.sha256, "standard": r.standard} for n, r in s.pretrained[name].items()
     }
-    total = cfg.steps or default_total_steps(method, data, method_cfg.batch_size)
+    total = cfg.train.steps or default_total_steps(method, data, method_cfg.batch_size)
     fingerprint = {
         "method": name,
         "config": method_cfg.to_dict(),
@@ -300,8 +311,8 @@ def _run_method(
         "total_steps": total,
         "processes": accelerator.num_processes,
     }
-    resume_from = find_resumable(Path(cfg.work_dir), key, fingerprint) if cfg.resume else None
-    if cfg.resume and resume_from is None:
+    resume_from = find_resumable(Path(cfg.work_dir), key, fingerprint) if cfg.train.resume else None
+    if cfg.train.resume and resume_from is None:
         log.info("%s: no checkpoint of this configuration to resume; starting at step 0", name)
     run_dir = Path(cfg.work_dir) / run_id / key
     if s.main:
@@ -337,9 +348,15 @@ def _run_method(
     }
     s.result.methods[key] = info
     plan = TrainPlan(
-        total, method_cfg.batch_size, cfg.seed, cfg.checkpoint_every, cfg.sample_every, cfg.log_every, cfg.workers
+        total,
+        method_cfg.batch_size,
+        cfg.seed,
+        cfg.train.checkpoint_every,
+        cfg.train.sample_every,
+        cfg.train.log_every,
+        cfg.data.workers,
     )
-    loss_log = LossLog(tracked, cfg.log_every)
+    loss_log = LossLog(tracked, cfg.train.log_every)
     try:
         if name in cfg.checkpoints:
             _load_for_scoring(s, method, cfg.checkpoints[name], info, run_dir)

@@ -16,12 +16,11 @@ from accelerate import Accelerator
 from bench.config import RunConfig
 from bench.data.folder import TwoDomainDataset
 from bench.data.images import ImageSet, read_rgb
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, ConfigError, DataError
 from bench.evaluate.translator import WorkingSize
 from bench.registry import METRICS
 from bench.run import Outcome, _finish, _open_session
 from bench.track import Tracker
-from methods.base import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +86,18 @@ def score_translations(
     tracker: Tracker | None = None,
 ) -> Outcome:
     """`bench eval --translations DIR --reference DIR`: set metrics of finished translations against real images."""
-    metrics = [METRICS.get(m) for m in (cfg.metrics or SET_METRICS)]
+    metrics = [METRICS.get(m) for m in (cfg.eval.metrics or SET_METRICS)]
     per_input = [m.name for m in metrics if not m.set_metric]
     if per_input:
         raise ConfigError(
             f"{', '.join(per_input)} need(s) a translator to run (styles, augmented inputs, timing); a folder of "
             f"translations supports the set metrics only: {', '.join(n for n in METRICS.names() if METRICS.get(n).set_metric)}"
         )
-    data = translations_dataset(translations, reference, cfg.data_options.get("image_size"))
+    data = translations_dataset(translations, reference, cfg.data.options.get("image_size"))
     accelerator = Accelerator()
-    allow_standin = bool(cfg.allow_standin)
+    allow_standin = bool(cfg.weights.allow_standin)  # real images: stand-ins only when asked for
     fake = f"fake: files of {translations}, Pillow bicubic to {data.image_size}px, uint8"
-    session = _open_session(cfg, data, metrics, {}, allow_standin, accelerator, tracker, command, fake)
+    session = _open_session(cfg, data, metrics, allow_standin, accelerator, tracker, command, fake)
     label = name or translations.name
     scored = ScoredImages(label, data.image_size)
     tracked = session.tracker.start_run(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from bench.__main__ import main
 from bench.registry import METHODS, METRICS
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--data-option", "size=32", "--data-option", "n_train=16", "--data-option", "n_test=8"]
 # every metric, at sizes a CPU test affords
 SMALL_EVAL = [
-    f"--eval-option={option}"
+    f"--set=eval.{option}"
     for option in (
         "styles=3",
         "dfid_inputs=2",
@@ -64,6 +65,59 @@ def test_unknown_method_suggests_a_name(tmp_path: Path, capsys) -> None:
 def test_a_method_listed_twice_is_refused(capsys) -> None:
     assert main(["run", "--methods", "cyclegan,cyclegan", "--no-track"]) == 2
     assert "more than once" in capsys.readouterr().err
+
+
+def test_print_config_round_trips_and_flags_apply_in_command_line_order(tmp_path: Path, capsys) -> None:
+    args = ["run", "--methods", "cyclegan", "--steps", "5", "--set", "train.steps=6", *SMALL, "--seed", "2"]
+    args += ["--set", "eval.styles=4", "--eval-option", "bootstrap=0", "--weights", "vgg16=007.pth", "--no-track"]
+    assert main([*args, "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    tree = yaml.safe_load(printed)
+    assert tree["train"]["steps"] == 6 and tree["seed"] == 2 and tree["methods"] == ["cyclegan"]
+    assert tree["data"]["options"] == {"size": 32, "n_train": 16, "n_test": 8}
+    assert (tree["eval"]["styles"], tree["eval"]["bootstrap"]) == (4, 0)
+    assert tree["weights"]["vgg16"] == "007.pth" and tree["track"] is False  # paths stay text
+    (tmp_path / "run.yaml").write_text(printed)
+    assert main(["run", "--config", str(tmp_path / "run.yaml"), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+    # the file first, then the flags in the order given: the last one wins
+    assert (
+        main(
+            ["run", "--config", str(tmp_path / "run.yaml"), "--set", "train.steps=7", "--steps", "3", "--print-config"]
+        )
+        == 0
+    )
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["steps"] == 3
+    assert main(["run", "--inception-weights", "i.pth", "--print-config"]) == 0  # an alias, not a second field
+    assert yaml.safe_load(capsys.readouterr().out)["weights"]["inception"] == "i.pth"
+    assert not (tmp_path / "runs").exists() and not Path("runs").exists()  # printing trains nothing
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "eval.stlyes=3"], "error: eval has no field(s) stlyes (did you mean styles?); valid keys of eval: "),
+        (
+            ["--set", "trian.steps=3"],
+            "error: the top level has no field(s) trian (did you mean train?); valid top-level",
+        ),
+        (["--data-option", "n_test=0"], "error: toyfaces"),  # the dataset checks its own options
+        (["--set", "train.steps=many"], "error: train.steps must be int, got 'many'"),
+    ],
+)
+def test_a_bad_key_or_value_is_one_line_and_exit_2(args: list[str], message: str, in_tmp: Path, capsys) -> None:
+    assert main(["run", *args, "--no-track"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_an_unknown_key_in_the_config_file_exits_2_naming_the_valid_keys(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("data:\n  dataset: toyfaces\n  sizes: 32\n")
+    out = _cli("run", "--config", "run.yaml", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert (
+        out.stderr.strip() == "error: data has no field(s) sizes; valid keys of data: dataset, options, root, workers"
+    )
 
 
 def test_loss_log_averages_over_steps() -> None:

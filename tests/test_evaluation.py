@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch_fidelity.metric_kid import mmd2
 
+from bench.errors import ConfigError
 from bench.evaluate.cache import FeatureCache
 from bench.evaluate.evaluator import NOISE_FLOOR, Evaluator, metric_extractors
 from bench.evaluate.extract import LpipsDistance, StyleStatistics
@@ -25,7 +26,6 @@ from bench.evaluate.stats import jackknife_interval, mean_interval
 from bench.registry import METRICS
 from bench.results import RunResult
 from bench.weights import resolve_weights
-from methods.base import ConfigError
 
 # -- estimators -----------------------------------------------------------------------------------------
 

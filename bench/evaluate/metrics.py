@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.errors import ConfigError
 from bench.evaluate.fidkid import (
     KidKernels,
     default_kid_subset_size,
@@ -30,7 +31,6 @@ from bench.evaluate.gather import (
     Timing,
 )
 from bench.evaluate.stats import Interval, bootstrap_interval, jackknife_interval, mean_interval
-from methods.base import ConfigError, strict_from_dict
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class EvalOptions:
     reference: str = "test"  # which split of the target domain set metrics compare against: test or train
     kid_subset_size: int | None = None  # None: default_kid_subset_size
     kid_subsets: int = 100
-    seed: int = 0  # KID subsets, bootstrap resampling, styles and augmentations
+    # KID subsets, bootstrap resampling, styles and augmentations. Not a key of the configuration tree:
+    # bench.config sets it to the run's seed, so a run has one seed.
+    seed: int = field(default=0, metadata={"tree": False})
     bootstrap: int = 200  # bootstrap replicates per interval (0: no intervals at all)
     ci_level: float = 0.95
     styles: int = 10  # lpips_diversity: outputs per input (StarGAN v2: 10)
@@ -54,19 +56,21 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         if self.reference not in ("test", "train"):
-            raise ConfigError(f"reference must be 'test' or 'train', got {self.reference!r}")
+            raise ConfigError(f"eval.reference must be 'test' or 'train', got {self.reference!r}")
         if not 0 < self.ci_level < 1:
-            raise ConfigError(f"ci_level must be between 0 and 1, got {self.ci_level}")
+            raise ConfigError(f"eval.ci_level must be between 0 and 1, got {self.ci_level}")
         at_least = {"kid_subsets": 1, "styles": 2, "dfid_inputs": 1, "dfid_styles": 2, "consistency_inputs": 2}
         at_least |= {"consistency_copies": 2, "equivariance_inputs": 1, "throughput_batch": 1}
         at_least |= {"throughput_iterations": 1, "bootstrap": 0}
         for name, low in at_least.items():
             if getattr(self, name) < low:
-                raise ConfigError(f"evaluation option {name} must be at least {low}, got {getattr(self, name)}")
+                raise ConfigError(f"eval.{name} must be at least {low}, got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvalOptions:
-        return strict_from_dict(cls, values)
+        from bench.config import from_dict  # here, not at the top: bench.config imports this module
+
+        return from_dict(cls, values, "eval")
 
     def interval(self, statistic: Callable[..., float], sizes: list[int]) -> Interval | None:
         if self.bootstrap == 0:
