@@ -204,7 +204,9 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
                 dataclasses.replace(session, cfg=dataclasses.replace(cfg, seed=seed)) if cfg.train.seeds else session
             )
             key = f"{name}-seed{seed}" if len(seeds) > 1 else name
-            tracked_runs.append(_run_method(seeded, name, cls, preset, method_cfg, key))
+            tracked = _run_method(seeded, name, cls, preset, method_cfg, key)
+            if tracked is not None:  # None: the method failed before its tracked run started
+                tracked_runs.append(tracked)
             if session.main:
                 session.result.save(session.out_dir)  # after every method, so a crash keeps what finished
     return _finish(session, tracked_runs)
@@ -288,81 +290,89 @@ def _recorded_config(cfg: RunConfig, allow_standin: bool, metrics: list[Metric])
 
 def _run_method(
     s: _Session, name: str, cls: type[Method], preset: str, method_cfg: Any, key: str | None = None
-) -> TrackedRun:
-    """Train (or resume) one method, evaluate it and record everything in `s.result` under `key`."""
+) -> TrackedRun | None:
+    """Train (or resume) one method, evaluate it and record everything in `s.result` under `key`.
+
+    A failure of any kind is recorded in the method's row (status "failed", the error) and logged, and
+    returns normally, so that the methods after it still run; the run's exit code says one failed.
+    """
     key = key or name
     cfg, data, accelerator = s.cfg, s.data, s.accelerator
     run_id = s.result.run_id
-    set_seed(cfg.seed)  # weight initialisation draws from the global generators
-    method = cls(method_cfg)
-    for network, resolved in s.pretrained[name].items():
-        method.attach_pretrained(network, str(resolved.path) if resolved.path else None)
-    pretrained = {
-        n: {"label": r.label, "sha256": r.sha256, "standard": r.standard} for n, r in s.pretrained[name].items()
-    }
-    total = cfg.train.steps or default_total_steps(method, data, method_cfg.batch_size)
-    fingerprint = {
-        "method": name,
-        "config": method_cfg.to_dict(),
-        "dataset": data.name,
-        "data_root": str(data.root.resolve()),
-        "counts": data.summary()["counts"],
-        "seed": cfg.seed,
-        "total_steps": total,
-        "processes": accelerator.num_processes,
-    }
-    resume_from = find_resumable(Path(cfg.work_dir), key, fingerprint) if cfg.train.resume else None
-    if cfg.train.resume and resume_from is None:
-        log.info("%s: no checkpoint of this configuration to resume; starting at step 0", name)
-    run_dir = Path(cfg.work_dir) / run_id / key
-    if s.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if name not in cfg.checkpoints:  # what --resume matches; a scored checkpoint is not resumable
-            (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
-    tracked = s.tracker.start_run(
-        f"{name}-{data.name}-seed{cfg.seed}",
-        params={"run": s.result.config, "method": method_cfg.to_dict(), "total_steps": total, "pretrained": pretrained},
-        tags={
-            "bench_run_id": run_id,
-            "method": name,
-            "dataset": data.name,
-            "preset": preset,
-            "seed": str(cfg.seed),
-            "extractor": s.weights.label,
-            "standard": str(s.weights.standard).lower(),
-            "resumed_from": str(resume_from or ""),
-            "scored_checkpoint": cfg.checkpoints.get(name, ""),
-        },
-    )
     info: dict[str, Any] = {
         "preset": preset,
         "config": method_cfg.to_dict(),
-        "parameters": method.parameter_counts(),
-        "pretrained": pretrained,
-        "directions": list(method.directions),
+        "parameters": None,
+        "pretrained": {},
+        "directions": [],
         "status": "running",
         "error": None,
         "train": None,
         "sample_grid": None,
-        "mlflow_run_id": tracked.run_id or None,
+        "mlflow_run_id": None,
     }
     s.result.methods[key] = info
-    plan = TrainPlan(
-        total,
-        method_cfg.batch_size,
-        cfg.seed,
-        cfg.train.checkpoint_every,
-        cfg.train.sample_every,
-        cfg.train.log_every,
-        cfg.data.workers,
-    )
-    loss_log = LossLog(tracked, cfg.train.log_every)
+    tracked: TrackedRun | None = None
     try:
+        set_seed(cfg.seed)  # weight initialisation draws from the global generators
+        method = cls(method_cfg)
+        for network, resolved in s.pretrained[name].items():
+            method.attach_pretrained(network, str(resolved.path) if resolved.path else None)
+        pretrained = {
+            n: {"label": r.label, "sha256": r.sha256, "standard": r.standard} for n, r in s.pretrained[name].items()
+        }
+        info |= {"parameters": method.parameter_counts(), "pretrained": pretrained}
+        info["directions"] = list(method.directions)
+        total = cfg.train.steps or default_total_steps(method, data, method_cfg.batch_size)
+        fingerprint = {
+            "method": name,
+            "config": method_cfg.to_dict(),
+            "dataset": data.name,
+            "data_root": str(data.root.resolve()),
+            "counts": data.summary()["counts"],
+            "seed": cfg.seed,
+            "total_steps": total,
+            "processes": accelerator.num_processes,
+        }
+        resume_from = find_resumable(Path(cfg.work_dir), key, fingerprint) if cfg.train.resume else None
+        if cfg.train.resume and resume_from is None:
+            log.info("%s: no checkpoint of this configuration to resume; starting at step 0", name)
+        run_dir = Path(cfg.work_dir) / run_id / key
+        if s.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if name not in cfg.checkpoints:  # what --resume matches; a scored checkpoint is not resumable
+                (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
+        tracked = s.tracker.start_run(
+            f"{name}-{data.name}-seed{cfg.seed}",
+            params={"run": s.result.config, "method": info["config"], "total_steps": total, "pretrained": pretrained},
+            tags={
+                "bench_run_id": run_id,
+                "method": name,
+                "dataset": data.name,
+                "preset": preset,
+                "seed": str(cfg.seed),
+                "extractor": s.weights.label,
+                "standard": str(s.weights.standard).lower(),
+                "resumed_from": str(resume_from or ""),
+                "scored_checkpoint": cfg.checkpoints.get(name, ""),
+            },
+        )
+        info["mlflow_run_id"] = tracked.run_id or None
         if name in cfg.checkpoints:
             _load_for_scoring(s, method, cfg.checkpoints[name], info, run_dir)
             if info["sample_grid"]:
                 tracked.log_artifact(Path(info["sample_grid"]), "samples")
         else:
+            plan = TrainPlan(
+                total,
+                method_cfg.batch_size,
+                cfg.seed,
+                cfg.train.checkpoint_every,
+                cfg.train.sample_every,
+                cfg.train.log_every,
+                cfg.data.workers,
+            )
+            loss_log = LossLog(tracked, cfg.train.log_every)
             _train_method(s, method, plan, run_dir, fingerprint, resume_from, loss_log, tracked, info)
         accelerator.wait_for_everyone()
         if s.main:
@@ -375,11 +385,15 @@ def _run_method(
                 {f"{r.metric}_{r.direction}{'' if r.standard else '_nonstandard'}": r.value for r in rows}
             )
         info["status"] = "ok"
-    except BenchError as error:  # a diverged method does not cost the others their results
+    except BenchError as error:  # the user can fix it, and the message says how: no traceback
         info["status"], info["error"] = "failed", str(error)
-        log.error("%s", error)
+        log.error("%s: %s", key, error)
+    except Exception as error:  # a bug or a diverged method must not cost the others their results
+        info["status"], info["error"] = "failed", f"{type(error).__name__}: {error}"
+        log.exception("%s failed; the next method runs", key)
     finally:
-        tracked.finish(failed=info["status"] != "ok")
+        if tracked is not None:
+            tracked.finish(failed=info["status"] != "ok")
     return tracked
 
 

@@ -124,9 +124,12 @@ def score_translations(
             session.result.rows += rows
             tracked.log_metrics({f"{r.metric}{'' if r.standard else '_nonstandard'}": r.value for r in rows})
         info["status"] = "ok"
-    except BenchError as error:
+    except BenchError as error:  # the message says how to fix it: no traceback
         info["status"], info["error"] = "failed", str(error)
         log.error("%s", error)
+    except Exception as error:  # recorded like a failed method of bench run: the report is still written
+        info["status"], info["error"] = "failed", f"{type(error).__name__}: {error}"
+        log.exception("%s failed", label)
     finally:
         tracked.finish(failed=info["status"] != "ok")
     return _finish(session, [tracked])

@@ -120,6 +120,44 @@ def test_an_unknown_key_in_the_config_file_exits_2_naming_the_valid_keys(tmp_pat
     )
 
 
+def _fail_training_of(method_name: str, error: BaseException, monkeypatch) -> None:
+    import bench.run
+
+    train_method = bench.run._train_method
+
+    def failing(s, method, *args, **kwargs):
+        if method.name == method_name:
+            raise error
+        return train_method(s, method, *args, **kwargs)
+
+    monkeypatch.setattr(bench.run, "_train_method", failing)
+
+
+def test_a_method_that_fails_in_any_way_is_recorded_and_the_next_one_runs(
+    in_tmp: Path, standin, monkeypatch, capsys, caplog
+) -> None:
+    _fail_training_of("ugatit", RuntimeError("boom in training"), monkeypatch)
+    args = ["run", "--methods", "ugatit,cyclegan", "--steps", "1", *SMALL, "--metrics", "fid"]
+    assert main([*args, "--set", "eval.bootstrap=0", "--allow-standin", "--no-track"]) == 1  # one failed
+    assert "ugatit: failed: RuntimeError: boom in training" in capsys.readouterr().err
+    (failed,) = [r for r in caplog.records if r.exc_info]  # the traceback is in the log
+    assert failed.exc_info[0] is RuntimeError and "ugatit" in failed.getMessage()
+    report_dir = next((in_tmp / "reports").iterdir())
+    methods = json.loads((report_dir / "results.json").read_text())["methods"]
+    assert methods["ugatit"]["status"] == "failed" and methods["ugatit"]["error"] == "RuntimeError: boom in training"
+    assert methods["cyclegan"]["status"] == "ok" and methods["cyclegan"]["train"]["steps"] == 1  # it ran after
+    table = pd.read_csv(report_dir / "results.csv")
+    assert set(table["method"]) == {"cyclegan", "real_vs_real"}
+    assert "ugatit failed:" in (report_dir / "index.html").read_text()
+
+
+def test_an_interrupt_is_not_recorded_as_a_failure_but_stops_the_run(in_tmp: Path, standin, monkeypatch) -> None:
+    _fail_training_of("ugatit", KeyboardInterrupt(), monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        main(["run", "--methods", "ugatit,cyclegan", "--steps", "1", *SMALL, "--metrics", "fid", "--no-track"])
+    assert not list(in_tmp.glob("runs/*/cyclegan"))  # the methods after it did not start
+
+
 def test_loss_log_averages_over_steps() -> None:
     from bench.track import LossLog
 
