@@ -1,4 +1,9 @@
-"""The one training loop for every method, on Hugging Face Accelerate, with atomic checkpoints and resume."""
+"""The one training loop for every method, on Hugging Face Accelerate, with atomic checkpoints and resume.
+
+The loop owns what every method would otherwise repeat: wrapping networks and optimisers for data parallelism,
+learning-rate schedules, and for each phase a method's step yields, clearing gradients, backpropagating and
+stepping the phase's optimisers, then the moving averages.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from bench.data.folder import TwoDomainDataset
 from bench.data.images import float_to_uint8, uint8_to_float
 from bench.data.loader import Augment, training_batches
 from bench.errors import BenchError
-from methods.base import Batch, Method
+from methods.base import Batch, Method, Networks
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +122,71 @@ def restore(method: Method, payload: dict[str, Any]) -> int:
     return int(payload["step"])
 
 
+def prepare(method: Method, accelerator: Any) -> tuple[Networks, dict[str, torch.optim.Optimizer]]:
+    """The method's networks and optimisers as the loop runs them: trained networks and every optimiser
+    handed to Accelerate (DistributedDataParallel over several processes), frozen ones moved to its device.
+
+    The method keeps its own unwrapped modules, which share their parameters with the wrapped ones.
+    """
+    nets = {}
+    for attr in method.networks:
+        network = getattr(method, attr)
+        trained = any(p.requires_grad for p in network.parameters())
+        nets[attr] = accelerator.prepare_model(network) if trained else network.to(accelerator.device)
+    optimizers = {name: accelerator.prepare_optimizer(opt) for name, opt in method.optimizers().items()}
+    return Networks(**nets), optimizers
+
+
+def set_learning_rates(method: Method, step: int, total_steps: int) -> None:
+    factor = method.lr_factor(step, total_steps)
+    for optimizer in method.optimizers().values():
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+
+
+def train_step(
+    method: Method,
+    batch: Batch,
+    step: int,
+    nets: Networks | None = None,
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+) -> dict[str, float]:
+    """One training step of `method`; returns the logged values.
+
+    Each update the method's `training_step` yields is applied with the optimisers of its phase: their
+    gradients are cleared (so a loss that also reached other networks, such as a generator loss through a
+    discriminator, leaves nothing behind that counts), the loss is backpropagated, they step. The moving
+    averages follow. Without `nets` and `optimizers` the method's own modules and optimisers are used.
+    """
+    nets = nets if nets is not None else Networks(**{attr: getattr(method, attr) for attr in method.networks})
+    optimizers = optimizers if optimizers is not None else method.optimizers()
+    phases = method.phases()
+    logs: dict[str, torch.Tensor | float] = {}
+    for update in method.training_step(nets, batch, step):
+        if update.phase not in phases:
+            raise KeyError(
+                f"{method.name} yielded an update of phase {update.phase!r}; its phases: {', '.join(phases)}"
+            )
+        stepped = [optimizers[name] for name in phases[update.phase]]
+        for optimizer in stepped:
+            optimizer.zero_grad(set_to_none=True)
+        backward(update.loss)
+        for optimizer in stepped:
+            optimizer.step()
+        logs.update(update.logs)
+    update_averages(method)
+    return {name: float(value.detach() if isinstance(value, torch.Tensor) else value) for name, value in logs.items()}
+
+
+@torch.no_grad()
+def update_averages(method: Method) -> None:
+    for average in method.averages():
+        averaged, live = getattr(method, average.average), getattr(method, average.live)
+        for param_average, param in zip(averaged.parameters(), live.parameters(), strict=True):
+            param_average.lerp_(param.detach(), 1.0 - average.decay)  # decay * average + (1 - decay) * param
+
+
 @torch.no_grad()
 def sample_grid(method: Method, inputs_a: torch.Tensor, inputs_b: torch.Tensor, device: torch.device) -> Image.Image:
     """Rows: A inputs, their A->B translations, B inputs, their B->A translations (uint8 inputs).
@@ -158,7 +228,7 @@ def train(
     start = restore(method, Checkpointer.load(resume_from)) if resume_from else 0
     if resume_from:
         log.info("%s: resumed from %s at step %d", method.name, resume_from, start)
-    method.prepare(accelerator)
+    nets, optimizers = prepare(method, accelerator)
     method.train()
     size = method.config.image_size
     grid_a = data.split("test", "A").load_all(size, plan.samples_per_domain)
@@ -202,9 +272,9 @@ def train(
         mininterval=1.0,
     )
     for step, batch in enumerate(batches, start):
-        method.set_learning_rates(step, plan.total_steps)
+        set_learning_rates(method, step, plan.total_steps)
         batch = Batch(batch.a.to(accelerator.device), batch.b.to(accelerator.device))
-        losses = method.train_step(batch, step, accelerator)
+        losses = train_step(method, batch, step, nets, optimizers, accelerator.backward)
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
         if bad:
             last = checkpointer.latest()

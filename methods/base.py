@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import torch
@@ -95,6 +97,31 @@ class Batch:
     b: Tensor
 
 
+@dataclass(frozen=True)
+class Update:
+    """One phase of a training step: the loss whose gradients the training loop applies with that phase's
+    optimisers, and values to log (tensors are read after the update)."""
+
+    phase: str
+    loss: Tensor
+    logs: dict[str, Tensor | float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Average:
+    """An exponential moving average of a trained network: after each step `average = decay * average + (1 -
+    decay) * live`, parameter by parameter (what StarGAN v2's and GNR's official `moving_average` do)."""
+
+    average: str  # attribute name of the averaged copy
+    live: str  # attribute name of the trained network
+    decay: float
+
+
+# The sub-networks as the training loop runs them: `nets.G_A` is `method.G_A`, wrapped for data parallelism
+# when several processes train. Losses call these so that gradients are synchronised.
+Networks = SimpleNamespace
+
+
 class Method(nn.Module, ABC):
     """A two-domain image-to-image translation model.
 
@@ -135,25 +162,22 @@ class Method(nn.Module, ABC):
         """Learning-rate multiplier at `step` of `total_steps`: a pure function of the step."""
         return 1.0
 
-    def set_learning_rates(self, step: int, total_steps: int) -> None:
-        factor = self.lr_factor(step, total_steps)
-        for optimizer in self.optimizers().values():
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * factor
+    def phases(self) -> dict[str, tuple[str, ...]]:
+        """The optimisers each phase of a step updates, by phase name; by default one phase per optimiser."""
+        return {name: (name,) for name in self.optimizers()}
 
-    def prepare(self, accelerator: Any) -> None:
-        """Hand trainable networks and optimisers to an `accelerate.Accelerator` (DDP on many GPUs)."""
-        for attr in self.networks:
-            network = getattr(self, attr)
-            if any(p.requires_grad for p in network.parameters()):
-                setattr(self, attr, accelerator.prepare_model(network))
-            else:
-                network.to(accelerator.device)
-        self._optimizers = {name: accelerator.prepare_optimizer(opt) for name, opt in self.optimizers().items()}
+    def averages(self) -> tuple[Average, ...]:
+        """The moving averages the training loop updates after every step."""
+        return ()
 
     @abstractmethod
-    def train_step(self, batch: Batch, step: int, accelerator: Any) -> dict[str, float]:
-        """One update of every network on `batch`; returns the named loss values."""
+    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
+        """One training step on `batch`, as a generator of the updates of its phases, in order.
+
+        For each yielded `Update` the training loop clears the gradients of the phase's optimisers,
+        backpropagates the loss and steps them, then resumes the generator; code after the last `yield` runs
+        after the last update. Forward passes of trained networks go through `nets`.
+        """
 
     def train_state(self) -> dict[str, Tensor]:
         """Tensors besides network weights and optimiser states that a resumed run needs."""
@@ -163,12 +187,12 @@ class Method(nn.Module, ABC):
         """Restore what `train_state` returned."""
 
     def network_state(self) -> dict[str, dict[str, Tensor]]:
-        """The state_dict of every sub-network, unwrapped from any DDP wrapper."""
-        return {attr: unwrap(getattr(self, attr)).state_dict() for attr in self.networks}
+        """The state_dict of every sub-network."""
+        return {attr: getattr(self, attr).state_dict() for attr in self.networks}
 
     def load_network_state(self, state: dict[str, dict[str, Tensor]]) -> None:
         for attr in self.networks:
-            unwrap(getattr(self, attr)).load_state_dict(state[attr])
+            getattr(self, attr).load_state_dict(state[attr])
 
     @classmethod
     def pretrained_networks(cls, config: MethodConfig) -> dict[str, bool]:
@@ -214,12 +238,7 @@ class Method(nn.Module, ABC):
         """Load a checkpoint released by the method's authors, in their file layout."""
 
     def parameter_counts(self) -> dict[str, int]:
-        return {attr: sum(p.numel() for p in unwrap(getattr(self, attr)).parameters()) for attr in self.networks}
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel (or similar) wrapper, else the module itself."""
-    return getattr(module, "module", module)
+        return {attr: sum(p.numel() for p in getattr(self, attr).parameters()) for attr in self.networks}
 
 
 def check_direction(direction: str) -> Direction:

@@ -43,7 +43,7 @@ Deviations from the official code, each for a reason:
 - Which other members a council discriminator compares against is drawn from torch's global RNG instead of
   Python's `random` (same rule: every other member once in random order, then repeats, at most
   `council_size` comparisons, divided by `council_dis_comparisons`).
-- RandomGrayscale (p 0.05) runs inside `train_step` on the [-1, 1] batch from the global torch RNG (the harness
+- RandomGrayscale (p 0.05) runs inside `training_step` on the [-1, 1] batch from the global torch RNG (the harness
   loader only resizes, crops and flips); ColorJitter is off in the official config.
 - The learning rate is a pure function of the step (StepLR x0.5 every 100,000 iterations, as the official
   per-iteration scheduler); training length is given in harness epochs (see `epochs`).
@@ -55,6 +55,7 @@ Deviations from the official code, each for a reason:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -70,9 +71,10 @@ from methods.base import (
     Direction,
     Method,
     MethodConfig,
+    Networks,
+    Update,
     check_direction,
     load_state_dict_checked,
-    unwrap,
 )
 
 # `<a2b|b2a>_<gen|dis|dis_council>_<member>_<8-digit iteration>.pt`, the official snapshot names.
@@ -437,9 +439,7 @@ class CouncilGAN(Method):
         optimizers = {}
         for role in ROLES:
             for i in range(c.council_size):
-                params = [
-                    p for d in c.directions for p in unwrap(self._council(role, d))[i].parameters() if p.requires_grad
-                ]
+                params = [p for d in c.directions for p in self._council(role, d)[i].parameters() if p.requires_grad]
                 optimizers[f"{role}_{i}"] = torch.optim.Adam(
                     params, lr=c.lr, betas=(c.beta1, c.beta2), weight_decay=c.weight_decay
                 )
@@ -452,15 +452,20 @@ class CouncilGAN(Method):
         c = self.config
         return c.council_w != 0 and c.council_size > 1 and step >= c.council_start_at_iter
 
-    def train_step(self, batch: Batch, step: int, accelerator: Any) -> dict[str, float]:
+    def phases(self) -> dict[str, tuple[str, ...]]:
+        """Each role's update steps the optimisers of every member after one backward pass of the summed losses."""
+        return {role: tuple(f"{role}_{i}" for i in range(self.config.council_size)) for role in ROLES}
+
+    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
         c = self.config
-        opt = self.optimizers()
         council_on = self.council_active(step)
         x_a, x_b = random_grayscale(batch.a, c.grayscale_p), random_grayscale(batch.b, c.grayscale_p)
         sources = {"a2b": x_a, "b2a": x_b}
         targets = {"a2b": x_b, "b2a": x_a}
         members = range(c.council_size)
-        losses: dict[str, Tensor] = {}
+
+        def council(role: str, direction: str) -> nn.Module:
+            return getattr(nets, f"{role}_{direction}")
 
         # Fakes for both discriminator updates. The generators change only in the generator update, so one
         # no-grad pass gives the official outputs: style s for D, s' and 0.7 s' for the council D.
@@ -472,26 +477,22 @@ class CouncilGAN(Method):
                 if council_on:
                     s = torch.randn(len(x), c.style_dim, 1, 1, device=x.device)
                     styles += [s, s * c.less_style_by]
-                fakes[d] = self._council("gen", d)([(x, styles)] * c.council_size)
+                fakes[d] = council("gen", d)([(x, styles)] * c.council_size)
 
         # Discriminators: LSGAN, member i's translation (fake) against real target-domain images.
-        for i in members:
-            opt[f"dis_{i}"].zero_grad(set_to_none=True)  # drops what the last generator loss left on D
+        logs: dict[str, Tensor | float] = {}
         total = torch.zeros((), device=x_a.device)
         for d in c.directions:
             real = targets[d]
-            scores = self._council("dis", d)([(torch.cat([fakes[d][i][0], real]),) for i in members])
+            scores = council("dis", d)([(torch.cat([fakes[d][i][0], real]),) for i in members])
             per_member = [lsgan_dis_loss(*split_scores(s, 2)) for s in scores]
-            losses[f"D_{d}"] = sum(per_member) / c.council_size
+            logs[f"D_{d}"] = sum(per_member) / c.council_size
             total = total + c.dis_w * sum(per_member)
-        accelerator.backward(total)
-        for i in members:
-            opt[f"dis_{i}"].step()
+        yield Update("dis", total, logs)
 
         # Council discriminators: member i's translation (fake) against the others' 0.7-style ones (real).
         if council_on:
-            for i in members:
-                opt[f"dis_council_{i}"].zero_grad(set_to_none=True)
+            logs = {}
             total = torch.zeros((), device=x_a.device)
             for d in c.directions:
                 x = sources[d]
@@ -500,50 +501,42 @@ class CouncilGAN(Method):
                     picks = council_comparisons(i, c.council_size, c.council_dis_comparisons)
                     images = torch.cat([fakes[d][i][1]] + [fakes[d][j][2] for j in picks])  # ((1 + K) N, 3, H, W)
                     args.append((images, x.repeat(1 + len(picks), 1, 1, 1)))
-                scores = self._council("dis_council", d)(args)
+                scores = council("dis_council", d)(args)
                 per_member = []
                 for s in scores:
                     fake, *reals = split_scores(s, len(s[0]) // len(x))
                     per_member.append(sum(lsgan_dis_loss(fake, r) for r in reals) / c.council_dis_comparisons)
-                losses[f"council_D_{d}"] = sum(per_member) / c.council_size
+                logs[f"council_D_{d}"] = sum(per_member) / c.council_size
                 total = total + c.council_w * sum(per_member)
-            accelerator.backward(total)
-            for i in members:
-                opt[f"dis_council_{i}"].step()
+            yield Update("dis_council", total, logs)
 
         # Generators: gan_w x LSGAN against their own D, plus (council on) council_w x the council loss
         # rescaled by loss matching: mean of the last GAN losses / mean of the last council losses.
-        for i in members:
-            opt[f"gen_{i}"].zero_grad(set_to_none=True)
+        logs = {}
         total = torch.zeros((), device=x_a.device)
         for k, d in enumerate(c.directions):
             x = sources[d]
             style = torch.randn(len(x), c.style_dim, 1, 1, device=x.device)
-            outputs = [out[0] for out in self._council("gen", d)([(x, [style])] * c.council_size)]
-            adv = [lsgan_gen_loss(s) for s in self._council("dis", d)([(y,) for y in outputs])]
-            council = (
-                [lsgan_gen_loss(s) for s in self._council("dis_council", d)([(y, x) for y in outputs])]
-                if council_on
-                else []
+            outputs = [out[0] for out in council("gen", d)([(x, [style])] * c.council_size)]
+            adv = [lsgan_gen_loss(s) for s in council("dis", d)([(y,) for y in outputs])]
+            council_losses = (
+                [lsgan_gen_loss(s) for s in council("dis_council", d)([(y, x) for y in outputs])] if council_on else []
             )
             matches = []
             for i in members:
                 self.gan_history[k, i] = _push(self.gan_history[k, i], float(adv[i].detach()))
                 total = total + c.gan_w * adv[i]
                 if council_on:
-                    self.council_history[k, i] = _push(self.council_history[k, i], float(council[i].detach()))
+                    self.council_history[k, i] = _push(self.council_history[k, i], float(council_losses[i].detach()))
                     match = float(self.gan_history[k, i].mean() / self.council_history[k, i].mean())
                     match = match if c.loss_matching else 1.0
                     matches.append(match)
-                    total = total + c.council_w * match * council[i]
-            losses[f"G_adv_{d}"] = sum(adv) / c.council_size
+                    total = total + c.council_w * match * council_losses[i]
+            logs[f"G_adv_{d}"] = sum(adv) / c.council_size
             if council_on:
-                losses[f"G_council_{d}"] = sum(council) / c.council_size
-                losses[f"loss_match_{d}"] = torch.tensor(sum(matches) / len(matches))
-        accelerator.backward(total)
-        for i in members:
-            opt[f"gen_{i}"].step()
-        return {name: float(value.detach()) for name, value in losses.items()}
+                logs[f"G_council_{d}"] = sum(council_losses) / c.council_size
+                logs[f"loss_match_{d}"] = torch.tensor(sum(matches) / len(matches))
+        yield Update("gen", total, logs)
 
     def train_state(self) -> dict[str, Tensor]:
         return {"gan_history": self.gan_history.clone(), "council_history": self.council_history.clone()}
@@ -568,7 +561,7 @@ class CouncilGAN(Method):
                 f"this Council GAN configuration trains only direction(s) {self.config.directions}, so it "
                 f"cannot translate direction {direction!r} (the official selfie2anime model is one-way)"
             )
-        return unwrap(self._council("gen", direction))
+        return self._council("gen", direction)
 
     def sample_style(self, n: int, direction: Direction, generator: torch.Generator | None = None) -> Tensor:
         """Draw `n` styles z ~ N(0, I), (n, style_dim, 1, 1), on the generator's device."""
@@ -675,7 +668,7 @@ class CouncilGAN(Method):
 
     def _load_file(self, file: Path, role: str, direction: str, index: int) -> None:
         self.members(direction)  # a clear error for an untrained direction
-        council = unwrap(self._council(role, direction))
+        council = self._council(role, direction)
         if not 0 <= index < len(council):
             raise ValueError(f"{file}: member {index} is outside this preset's council of {len(council)}")
         state = torch.load(file, map_location="cpu", weights_only=True)

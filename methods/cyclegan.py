@@ -15,14 +15,15 @@ equal the released ones.
 Deviations from the official code, each for a reason:
 - The learning rate decays linearly per step, not once per epoch (the harness counts steps; the two
   schedules differ by at most 1/101 of the base rate).
-- The discriminators keep `requires_grad` during the generator update and their gradients are zeroed
-  before their own update: the generator gradients are identical, and toggling `requires_grad` breaks
-  DistributedDataParallel.
+- The discriminators keep `requires_grad` during the generator update and their gradients are cleared
+  before their own update (by the training loop): the generator gradients are identical, and toggling
+  `requires_grad` breaks DistributedDataParallel.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,7 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.base import Batch, Direction, Method, MethodConfig, check_direction, load_state_dict_checked
+from methods.base import (
+    Batch,
+    Direction,
+    Method,
+    MethodConfig,
+    Networks,
+    Update,
+    check_direction,
+    load_state_dict_checked,
+)
 
 
 @dataclass(frozen=True)
@@ -237,37 +247,34 @@ class CycleGAN(Method):
             return 1.0
         return max(0.0, 1.0 - (step - decay_start) / max(1.0, total_steps - decay_start))
 
-    def train_step(self, batch: Batch, step: int, accelerator: Any) -> dict[str, float]:
+    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
         c = self.config
         real_A, real_B = batch.a, batch.b
-        opt = self.optimizers()
 
         # Generators: adversarial + cycle + identity (official `backward_G`).
-        fake_B = self.G_A(real_A)
-        rec_A = self.G_B(fake_B)
-        fake_A = self.G_B(real_B)
-        rec_B = self.G_A(fake_A)
-        loss_G_A = lsgan_loss(self.D_A(fake_B), True)
-        loss_G_B = lsgan_loss(self.D_B(fake_A), True)
-        loss_cycle_A = F.l1_loss(rec_A, real_A) * c.lambda_cycle
-        loss_cycle_B = F.l1_loss(rec_B, real_B) * c.lambda_cycle
-        losses = {"G_A": loss_G_A, "G_B": loss_G_B, "cycle_A": loss_cycle_A, "cycle_B": loss_cycle_B}
+        fake_B = nets.G_A(real_A)
+        rec_A = nets.G_B(fake_B)
+        fake_A = nets.G_B(real_B)
+        rec_B = nets.G_A(fake_A)
+        losses = {
+            "G_A": lsgan_loss(nets.D_A(fake_B), True),
+            "G_B": lsgan_loss(nets.D_B(fake_A), True),
+            "cycle_A": F.l1_loss(rec_A, real_A) * c.lambda_cycle,
+            "cycle_B": F.l1_loss(rec_B, real_B) * c.lambda_cycle,
+        }
         if c.lambda_identity > 0:
-            losses["idt_A"] = F.l1_loss(self.G_A(real_B), real_B) * c.lambda_cycle * c.lambda_identity
-            losses["idt_B"] = F.l1_loss(self.G_B(real_A), real_A) * c.lambda_cycle * c.lambda_identity
-        opt["G"].zero_grad(set_to_none=True)
-        accelerator.backward(sum(losses.values()))
-        opt["G"].step()
+            losses["idt_A"] = F.l1_loss(nets.G_A(real_B), real_B) * c.lambda_cycle * c.lambda_identity
+            losses["idt_B"] = F.l1_loss(nets.G_B(real_A), real_A) * c.lambda_cycle * c.lambda_identity
+        yield Update("G", sum(losses.values()), losses)
 
         # Discriminators: halved LSGAN real/fake terms, fakes drawn from the history pools.
-        opt["D"].zero_grad(set_to_none=True)  # drops the gradients the generator loss left on D
         pooled_B = self.fake_B_pool.query(fake_B)
         pooled_A = self.fake_A_pool.query(fake_A)
-        losses["D_A"] = 0.5 * (lsgan_loss(self.D_A(real_B), True) + lsgan_loss(self.D_A(pooled_B), False))
-        losses["D_B"] = 0.5 * (lsgan_loss(self.D_B(real_A), True) + lsgan_loss(self.D_B(pooled_A), False))
-        accelerator.backward(losses["D_A"] + losses["D_B"])
-        opt["D"].step()
-        return {name: float(value.detach()) for name, value in losses.items()}
+        d_losses = {
+            "D_A": 0.5 * (lsgan_loss(nets.D_A(real_B), True) + lsgan_loss(nets.D_A(pooled_B), False)),
+            "D_B": 0.5 * (lsgan_loss(nets.D_B(real_A), True) + lsgan_loss(nets.D_B(pooled_A), False)),
+        }
+        yield Update("D", d_losses["D_A"] + d_losses["D_B"], d_losses)
 
     def train_state(self) -> dict[str, Any]:
         return {"fake_A_pool": self.fake_A_pool.state(), "fake_B_pool": self.fake_B_pool.state()}

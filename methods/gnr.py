@@ -21,7 +21,7 @@ Deviations from the official code, each for a reason:
 - The learning-rate step decay (x0.5 every 100k of 300k iterations) is expressed in epochs and computed from the
   step, so it scales with the harness's training length (tiny runs).
 - The discriminators keep `requires_grad` during the generator update (as in the official code); their stale
-  gradients are zeroed before their own update. The random picks (which image to augment, style mixing
+  gradients are cleared before their own update (by the training loop). The random picks (which image to augment, style mixing
   permutations) use the global torch RNG instead of numpy's, so the harness's checkpointed RNG state covers them.
 - Each generator has one `forward(mode, ...)` entry point ("encode" / "decode") instead of calling `encode` and
   `decode` directly, so a DistributedDataParallel wrapper sees every call.
@@ -38,6 +38,7 @@ import copy
 import functools
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -48,21 +49,23 @@ from kornia.geometry.transform import Resize
 from torch import Tensor, nn
 
 from methods.base import (
+    Average,
     Batch,
     ConfigError,
     Direction,
     Method,
     MethodConfig,
+    Networks,
+    Update,
     check_direction,
     load_state_dict_checked,
-    unwrap,
 )
 
 
 @dataclass(frozen=True)
 class GNRConfig(MethodConfig):
     image_size: int = 256  # --size 256
-    load_size: int = 256  # the official loader only normalises (selfie2anime is 256 px); kornia crops in train_step
+    load_size: int = 256  # the official loader only normalises (selfie2anime is 256 px); kornia crops in training_step
     flip: bool = False  # the flip is part of the kornia augmentation (K.RandomHorizontalFlip)
     batch_size: int = 4  # --batch 4
     epochs: float = 300_000 * 4 / 3400  # --iter 300000 at batch 4 over selfie2anime's 3,400 trainA images
@@ -518,8 +521,11 @@ class GNR(Method):
         every = max(1.0, total_steps * self.config.lr_decay_every_epochs / self.config.epochs)
         return self.config.lr_decay ** math.floor(step / every)
 
-    def train_step(self, batch: Batch, step: int, accelerator: Any) -> dict[str, float]:
-        c, opt, n = self.config, self.optimizers(), batch.a.shape[0]
+    def averages(self) -> tuple[Average, ...]:
+        return tuple(Average(f"{live}_ema", live, self.config.ema_decay) for live in ("G_A2B", "G_B2A"))
+
+    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
+        c, n = self.config, batch.a.shape[0]
         aug_a, aug_b = self.augment(batch.a), self.augment(batch.b)  # the real images the discriminators see
         # A and B: augmentations of ONE image each, so their style codes should agree (consistency loss).
         one_a = self.augment(batch.a[torch.randint(n, (1,))].expand_as(batch.a))
@@ -528,27 +534,27 @@ class GNR(Method):
         aug_a.requires_grad_(regularise)
         aug_b.requires_grad_(regularise)
 
-        content_a, style_a = self.G_A2B("encode", one_a)  # (N, C, h, w), (N, latent)
-        content_b, style_b = self.G_B2A("encode", one_b)
-        encoded_style_b = self.G_B2A("encode", aug_b)[1]  # B styles come from the encoder of G_B2A
-        encoded_style_a = self.G_A2B("encode", aug_a)[1]
+        content_a, style_a = nets.G_A2B("encode", one_a)  # (N, C, h, w), (N, latent)
+        content_b, style_b = nets.G_B2A("encode", one_b)
+        encoded_style_b = nets.G_B2A("encode", aug_b)[1]  # B styles come from the encoder of G_B2A
+        encoded_style_a = nets.G_A2B("encode", aug_a)[1]
         random_style_b = torch.randn(n, c.latent_dim, device=batch.a.device, requires_grad=regularise)
         random_style_a = torch.randn(n, c.latent_dim, device=batch.a.device, requires_grad=regularise)
         # Decoder styles: N picked at random from the N random and N encoded target-domain styles.
         input_style_b = torch.cat([random_style_b, encoded_style_b])[torch.randperm(2 * n)[:n]]
         input_style_a = torch.cat([random_style_a, encoded_style_a])[torch.randperm(2 * n)[:n]]
-        fake_b = self.G_A2B("decode", content_a, input_style_b)
-        fake_a = self.G_B2A("decode", content_b, input_style_a)
+        fake_b = nets.G_A2B("decode", content_a, input_style_b)
+        fake_a = nets.G_B2A("decode", content_b, input_style_a)
 
         # Discriminators: logistic loss on every head, latent D on N(0, I) (real) vs encoded styles (fake).
-        opt["D"].zero_grad(set_to_none=True)  # drops what the last generator update left on D
-        real_a, real_b = self.D_A(aug_a), self.D_B(aug_b)
-        real_lb, real_la = self.D_L(random_style_b), self.D_L(random_style_a)
+        # The lazy R1 term joins the same backward pass every r1_every steps, as in the official code.
+        real_a, real_b = nets.D_A(aug_a), nets.D_B(aug_b)
+        real_lb, real_la = nets.D_L(random_style_b), nets.D_L(random_style_a)
         d_adv = (
-            d_logistic_loss(real_a, self.D_A(fake_a.detach()))
-            + d_logistic_loss(real_b, self.D_B(fake_b.detach()))
-            + d_logistic_loss(real_lb, self.D_L(encoded_style_b.detach()))
-            + d_logistic_loss(real_la, self.D_L(encoded_style_a.detach()))
+            d_logistic_loss(real_a, nets.D_A(fake_a.detach()))
+            + d_logistic_loss(real_b, nets.D_B(fake_b.detach()))
+            + d_logistic_loss(real_lb, nets.D_L(encoded_style_b.detach()))
+            + d_logistic_loss(real_la, nets.D_L(encoded_style_a.detach()))
         )
         d_r1 = torch.zeros((), device=d_adv.device)  # reported as 0 between lazy R1 steps
         if regularise:
@@ -559,41 +565,30 @@ class GNR(Method):
                 + r1_penalty(real_la, random_style_a)
             )
             d_r1 = c.r1_gamma / 2 * penalty * c.r1_every
-        accelerator.backward(d_adv + d_r1)
-        opt["D"].step()
+        yield Update("D", d_adv + d_r1, {"D_adv": d_adv, "D_r1": d_r1})
 
         # Generators.
-        losses = {"D_adv": d_adv, "D_r1": d_r1}
+        losses = {}
         losses["G_adv"] = (
-            g_nonsaturating_loss(self.D_A(fake_a))
-            + g_nonsaturating_loss(self.D_B(fake_b))
-            + c.lambda_latent_adv * g_nonsaturating_loss(self.D_L(encoded_style_b))
-            + c.lambda_latent_adv * g_nonsaturating_loss(self.D_L(encoded_style_a))
+            g_nonsaturating_loss(nets.D_A(fake_a))
+            + g_nonsaturating_loss(nets.D_B(fake_b))
+            + c.lambda_latent_adv * g_nonsaturating_loss(nets.D_L(encoded_style_b))
+            + c.lambda_latent_adv * g_nonsaturating_loss(nets.D_L(encoded_style_a))
         )
         losses["G_consistency"] = c.lambda_consistency * (
             style_a.var(0, unbiased=False).sum() + style_b.var(0, unbiased=False).sum()
         )
-        content_aba, style_aba = self.G_B2A("encode", fake_b)  # style_aba: the B style of fake_b
-        content_bab, style_bab = self.G_A2B("encode", fake_a)
-        cycle_a = self.G_B2A("decode", content_aba, style_a[torch.randperm(n)])  # shuffled source styles
-        cycle_b = self.G_A2B("decode", content_bab, style_b[torch.randperm(n)])
+        content_aba, style_aba = nets.G_B2A("encode", fake_b)  # style_aba: the B style of fake_b
+        content_bab, style_bab = nets.G_A2B("encode", fake_a)
+        cycle_a = nets.G_B2A("decode", content_aba, style_a[torch.randperm(n)])  # shuffled source styles
+        cycle_b = nets.G_A2B("decode", content_bab, style_b[torch.randperm(n)])
         losses["G_cycle"] = c.lambda_cycle_mse * (F.mse_loss(cycle_a, one_a) + F.mse_loss(cycle_b, one_b))
         if c.lambda_cycle_lpips:
             losses["G_lpips"] = c.lambda_cycle_lpips * (self._lpips(cycle_a, one_a) + self._lpips(cycle_b, one_b))
         losses["G_style"] = c.lambda_style_recon * (
             F.mse_loss(style_aba, input_style_b) + F.mse_loss(style_bab, input_style_a)
         )
-        opt["G"].zero_grad(set_to_none=True)
-        accelerator.backward(sum(v for k, v in losses.items() if k.startswith("G_")))
-        opt["G"].step()
-        self._update_ema()
-        return {k: float(v.detach()) for k, v in losses.items()}
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        for ema, live in ((self.G_A2B_ema, self.G_A2B), (self.G_B2A_ema, self.G_B2A)):
-            for average, current in zip(ema.parameters(), unwrap(live).parameters()):
-                average.lerp_(current, 1 - self.config.ema_decay)  # decay * average + (1 - decay) * current
+        yield Update("G", sum(losses.values()), losses)
 
     # -- inference -----------------------------------------------------------------------------------------------
     def sample_style(self, n: int, direction: Direction, generator: torch.Generator | None = None) -> Tensor:
@@ -639,10 +634,10 @@ class GNR(Method):
             raise ValueError(f"{path} is not a GANs N' Roses checkpoint: no 'G_A2B_ema' entry (found {keys})")
         for attr in ("G_A2B_ema", "G_A2B", "G_B2A", "G_B2A_ema"):
             if attr in checkpoint:
-                load_state_dict_checked(unwrap(getattr(self, attr)), checkpoint[attr], f"{path} [{attr}]")
+                load_state_dict_checked(getattr(self, attr), checkpoint[attr], f"{path} [{attr}]")
         for attr in ("D_A", "D_B", "D_L"):
             if attr in checkpoint:
                 try:
-                    load_state_dict_checked(unwrap(getattr(self, attr)), checkpoint[attr], f"{path} [{attr}]")
+                    load_state_dict_checked(getattr(self, attr), checkpoint[attr], f"{path} [{attr}]")
                 except ValueError as error:
                     warnings.warn(f"skipped {attr}: {error}", stacklevel=2)

@@ -27,7 +27,7 @@ Deviations from the official code, each for a reason:
 - `batch_size` counts images per domain; a step has 2 x batch_size sources, so paper = 4 gives the
   official batch of 8. Training length is in epochs of the harness: 117.647 epochs of selfie2anime's
   3,400 images per domain at batch 4 are the official 100,000 iterations.
-- The random resized crop (p 0.5, scale 0.8-1.0, ratio 0.9-1.1) runs inside `train_step` on the already
+- The random resized crop (p 0.5, scale 0.8-1.0, ratio 0.9-1.1) runs inside `training_step` on the already
   resized batch, per sample; the official crops the full-resolution file before resizing. Resize and
   horizontal flip are the harness's (load_size = image_size: no extra crop).
 - Training randomness (crops, reference pairing, z) comes from a generator of the method, seeded from the
@@ -41,8 +41,10 @@ Deviations from the official code, each for a reason:
   into the input batch (the official sets requires_grad on x_real itself; gradients are identical).
 - The second output of the diversity term and its style are computed under no_grad instead of being
   detached afterwards: the same values and gradients, without building a graph that is thrown away.
-- Every optimiser's gradients are zeroed before each backward pass (as the official `_reset_grad`), and
-  no network's requires_grad is toggled (it breaks DistributedDataParallel).
+- Before each backward pass the training loop clears the gradients of the optimisers that phase steps; the
+  official `_reset_grad` clears all four. The same updates: a gradient a loss leaves on another network is
+  cleared before that network's own step. No network's requires_grad is toggled (it breaks
+  DistributedDataParallel).
 - w_hpf = 0 only: the high-pass path (w_hpf > 0, released CelebA-HQ model) needs the FAN face-landmark
   network; `load_official` names that case instead of failing with a shape dump.
 """
@@ -52,6 +54,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -60,7 +63,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.transforms.v2.functional import resized_crop
 
-from methods.base import Batch, Direction, Method, MethodConfig, check_direction, load_state_dict_checked, unwrap
+from methods.base import (
+    Average,
+    Batch,
+    Direction,
+    Method,
+    MethodConfig,
+    Networks,
+    Update,
+    check_direction,
+    load_state_dict_checked,
+)
 
 NUM_DOMAINS = 2  # the dataset's A (0) and B (1)
 RRC_SCALE = (0.8, 1.0)  # official RandomResizedCrop scale
@@ -368,42 +381,22 @@ class StarGANv2(Method):
         """Diversity-sensitivity weight at `step`: linear from lambda_ds to 0 over ds_iter steps, then 0."""
         return self.config.lambda_ds * max(0.0, 1.0 - step / self.config.ds_iter)
 
-    def _target_style(self, mode: str, z: Tensor, x_ref: Tensor, y_trg: Tensor) -> Tensor:
-        """Latent-guided (mapping network on z) or reference-guided (style encoder on x_ref) target styles."""
-        return self.mapping_network(z, y_trg) if mode == "latent" else self.style_encoder(x_ref, y_trg)
+    def phases(self) -> dict[str, tuple[str, ...]]:
+        """The official order: D against latent- then reference-guided fakes; the latent-guided generator
+        step updates G, F and E, the reference-guided one only G."""
+        mapped = ("generator", "mapping_network", "style_encoder")
+        return {
+            "D_latent": ("discriminator",),
+            "D_ref": ("discriminator",),
+            "G_latent": mapped,
+            "G_ref": ("generator",),
+        }
 
-    def _discriminator_loss(self, x_real: Tensor, y_org: Tensor, y_trg: Tensor, s_trg: Tensor) -> dict[str, Tensor]:
-        x_real = x_real.detach().requires_grad_(True)  # for the R1 gradient
-        out = self.discriminator(x_real, y_org)
-        losses = {"real": adversarial_loss(out, True), "reg": r1_penalty(out, x_real)}
-        with torch.no_grad():
-            x_fake = self.generator(x_real, s_trg)
-        losses["fake"] = adversarial_loss(self.discriminator(x_fake, y_trg), False)
-        return losses
+    def averages(self) -> tuple[Average, ...]:
+        trained = ("generator", "mapping_network", "style_encoder")
+        return tuple(Average(f"{name}_ema", name, self.config.ema_beta) for name in trained)
 
-    def _generator_loss(
-        self, x_real: Tensor, y_org: Tensor, y_trg: Tensor, s_trg: Tensor, s_trg2: Tensor
-    ) -> dict[str, Tensor]:
-        x_fake = self.generator(x_real, s_trg)
-        losses = {"adv": adversarial_loss(self.discriminator(x_fake, y_trg), True)}
-        losses["sty"] = (self.style_encoder(x_fake, y_trg) - s_trg).abs().mean()
-        with torch.no_grad():  # the official detaches this output; building no graph gives the same gradients
-            x_fake2 = self.generator(x_real, s_trg2)
-        losses["ds"] = (x_fake - x_fake2).abs().mean()
-        x_rec = self.generator(x_fake, self.style_encoder(x_real, y_org))
-        losses["cyc"] = (x_rec - x_real).abs().mean()
-        return losses
-
-    def _update(self, loss: Tensor, accelerator: Any, *steps: str) -> None:
-        """Zero every optimiser (drops gradients a loss left on other networks), backpropagate, step `steps`."""
-        optimizers = self.optimizers()
-        for optimizer in optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        for name in steps:
-            optimizers[name].step()
-
-    def train_step(self, batch: Batch, step: int, accelerator: Any) -> dict[str, float]:
+    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
         c = self.config
         n = batch.a.shape[0]
         rng = self.train_rng
@@ -420,46 +413,48 @@ class StarGANv2(Method):
         z_trg = torch.randn(2 * n, c.latent_dim, generator=rng).to(device)
         z_trg2 = torch.randn(2 * n, c.latent_dim, generator=rng).to(device)
         lambda_ds = self.lambda_ds_at(step)
-        logged: dict[str, float] = {}
+
+        def target_style(mode: str, z: Tensor, x_ref: Tensor) -> Tensor:
+            """Latent-guided (mapping network on z) or reference-guided (style encoder on x_ref) styles."""
+            return nets.mapping_network(z, y_trg) if mode == "latent" else nets.style_encoder(x_ref, y_trg)
 
         # Discriminator: once against latent-guided fakes, once against reference-guided fakes.
         for mode in ("latent", "ref"):
             with torch.no_grad():
-                s_trg = self._target_style(mode, z_trg, x_ref, y_trg)
-            d_losses = self._discriminator_loss(x_real, y_org, y_trg, s_trg)
-            self._update(
-                d_losses["real"] + d_losses["fake"] + c.lambda_reg * d_losses["reg"], accelerator, "discriminator"
-            )
-            logged |= {f"D_{mode}_{k}": float(v.detach()) for k, v in d_losses.items()}
+                s_trg = target_style(mode, z_trg, x_ref)
+            x_in = x_real.detach().requires_grad_(True)  # for the R1 gradient
+            out = nets.discriminator(x_in, y_org)
+            d_losses = {"real": adversarial_loss(out, True), "reg": r1_penalty(out, x_in)}
+            with torch.no_grad():
+                x_fake = nets.generator(x_in, s_trg)
+            d_losses["fake"] = adversarial_loss(nets.discriminator(x_fake, y_trg), False)
+            loss = d_losses["real"] + d_losses["fake"] + c.lambda_reg * d_losses["reg"]
+            yield Update(f"D_{mode}", loss, {f"D_{mode}_{k}": v for k, v in d_losses.items()})
 
-        # Generator: the latent-guided step updates G, F and E; the reference-guided step only G.
+        # Generator: adversarial, style reconstruction, diversity sensitivity (subtracted), cycle.
         for mode in ("latent", "ref"):
-            s_trg = self._target_style(mode, z_trg, x_ref, y_trg)
+            s_trg = target_style(mode, z_trg, x_ref)
             with torch.no_grad():  # the second style only feeds the detached second output
-                s_trg2 = self._target_style(mode, z_trg2, x_ref2, y_trg)
-            steps = ("generator", "mapping_network", "style_encoder") if mode == "latent" else ("generator",)
-            g_losses = self._generator_loss(x_real, y_org, y_trg, s_trg, s_trg2)
+                s_trg2 = target_style(mode, z_trg2, x_ref2)
+            x_fake = nets.generator(x_real, s_trg)
+            g_losses = {"adv": adversarial_loss(nets.discriminator(x_fake, y_trg), True)}
+            g_losses["sty"] = (nets.style_encoder(x_fake, y_trg) - s_trg).abs().mean()
+            with torch.no_grad():  # the official detaches this output; building no graph gives the same gradients
+                x_fake2 = nets.generator(x_real, s_trg2)
+            g_losses["ds"] = (x_fake - x_fake2).abs().mean()
+            x_rec = nets.generator(x_fake, nets.style_encoder(x_real, y_org))
+            g_losses["cyc"] = (x_rec - x_real).abs().mean()
             loss = g_losses["adv"] + c.lambda_sty * g_losses["sty"] - lambda_ds * g_losses["ds"]
-            self._update(loss + c.lambda_cyc * g_losses["cyc"], accelerator, *steps)
-            logged |= {f"G_{mode}_{k}": float(v.detach()) for k, v in g_losses.items()}
-
-        self._update_ema()
-        logged["lambda_ds"] = lambda_ds
-        return logged
+            logs: dict[str, Tensor | float] = {f"G_{mode}_{k}": v for k, v in g_losses.items()}
+            if mode == "ref":
+                logs["lambda_ds"] = lambda_ds
+            yield Update(f"G_{mode}", loss + c.lambda_cyc * g_losses["cyc"], logs)
 
     def train_state(self) -> dict[str, Tensor]:
         return {"rng": self.train_rng.get_state()}
 
     def load_train_state(self, state: dict[str, Tensor]) -> None:
         self.train_rng.set_state(state["rng"])
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        beta = self.config.ema_beta
-        for name in ("generator", "mapping_network", "style_encoder"):
-            trained, ema = unwrap(getattr(self, name)), getattr(self, f"{name}_ema")
-            for param, param_ema in zip(trained.parameters(), ema.parameters(), strict=True):
-                param_ema.lerp_(param.detach(), 1.0 - beta)  # = beta * ema + (1 - beta) * param
 
     # -- inference --------------------------------------------------------------------------------
     def sample_style(self, n: int, direction: Direction, generator: torch.Generator | None = None) -> Tensor:
@@ -514,10 +509,10 @@ class StarGANv2(Method):
             raise ValueError(f"{path} holds optimiser states (*_optims.ckpt); load *_nets_ema.ckpt instead")
         self._check_official_layout(checkpoint, path)
         for name in needed:
-            for target in (unwrap(getattr(self, name)), getattr(self, f"{name}_ema")):
+            for target in (getattr(self, name), getattr(self, f"{name}_ema")):
                 load_state_dict_checked(target, checkpoint[name], f"{path} [{name}]")
         if "discriminator" in checkpoint:
-            load_state_dict_checked(unwrap(self.discriminator), checkpoint["discriminator"], f"{path} [discriminator]")
+            load_state_dict_checked(self.discriminator, checkpoint["discriminator"], f"{path} [discriminator]")
 
     def _check_official_layout(self, checkpoint: dict[str, dict[str, Tensor]], path: str) -> None:
         """Name the two official variants this config cannot hold (domain count, w_hpf) before any shape check."""

@@ -36,6 +36,7 @@ Deviations from the official code, each for a reason:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,9 +51,10 @@ from methods.base import (
     Direction,
     Method,
     MethodConfig,
+    Networks,
+    Update,
     check_direction,
     load_state_dict_checked,
-    unwrap,
 )
 
 
@@ -372,36 +374,32 @@ class UGATIT(Method):
             return 1.0
         return max(0.0, 1.0 - (step + 1 - half) / half)
 
-    def train_step(self, batch: Batch, step: int, accelerator: Any) -> dict[str, float]:
+    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
         c = self.config
         real_A, real_B = batch.a, batch.b
-        opt = self.optimizers()
 
         # Discriminators first, as the official loop.
         with torch.no_grad():
-            fake_A2B = self.genA2B(real_A)[0]
-            fake_B2A = self.genB2A(real_B)[0]
-        opt["D"].zero_grad(set_to_none=True)  # also drops the gradients the last G loss left on D
-        losses = {
-            "D_A": c.adv_weight * discriminator_loss(self.disGA, self.disLA, real_A, fake_B2A),
-            "D_B": c.adv_weight * discriminator_loss(self.disGB, self.disLB, real_B, fake_A2B),
+            fake_A2B = nets.genA2B(real_A)[0]
+            fake_B2A = nets.genB2A(real_B)[0]
+        d_losses = {
+            "D_A": c.adv_weight * discriminator_loss(nets.disGA, nets.disLA, real_A, fake_B2A),
+            "D_B": c.adv_weight * discriminator_loss(nets.disGB, nets.disLB, real_B, fake_A2B),
         }
-        accelerator.backward(losses["D_A"] + losses["D_B"])
-        opt["D"].step()
+        yield Update("D", d_losses["D_A"] + d_losses["D_B"], d_losses)
 
         # Generators: adversarial (patch + CAM, both discriminators), cycle, identity, CAM classification.
         # As in the official loop, D keeps requires_grad (toggling it breaks DDP): the gradients this loss
-        # leaves on D are dropped by the zero_grad before the next D update.
-        opt["G"].zero_grad(set_to_none=True)
-        fake_A2B, cam_A2B, _ = self.genA2B(real_A)
-        fake_B2A, cam_B2A, _ = self.genB2A(real_B)
-        fake_A2B2A = self.genB2A(fake_A2B)[0]
-        fake_B2A2B = self.genA2B(fake_B2A)[0]
-        fake_A2A, cam_A2A, _ = self.genB2A(real_A)
-        fake_B2B, cam_B2B, _ = self.genA2B(real_B)
-        generator_losses = {
-            "G_adv_A": c.adv_weight * generator_adversarial_loss(self.disGA, self.disLA, fake_B2A),
-            "G_adv_B": c.adv_weight * generator_adversarial_loss(self.disGB, self.disLB, fake_A2B),
+        # leaves on D are cleared before the next D update.
+        fake_A2B, cam_A2B, _ = nets.genA2B(real_A)
+        fake_B2A, cam_B2A, _ = nets.genB2A(real_B)
+        fake_A2B2A = nets.genB2A(fake_A2B)[0]
+        fake_B2A2B = nets.genA2B(fake_B2A)[0]
+        fake_A2A, cam_A2A, _ = nets.genB2A(real_A)
+        fake_B2B, cam_B2B, _ = nets.genA2B(real_B)
+        g_losses = {
+            "G_adv_A": c.adv_weight * generator_adversarial_loss(nets.disGA, nets.disLA, fake_B2A),
+            "G_adv_B": c.adv_weight * generator_adversarial_loss(nets.disGB, nets.disLB, fake_A2B),
             "G_cycle_A": c.cycle_weight * F.l1_loss(fake_A2B2A, real_A),
             "G_cycle_B": c.cycle_weight * F.l1_loss(fake_B2A2B, real_B),
             "G_identity_A": c.identity_weight * F.l1_loss(fake_A2A, real_A),
@@ -410,17 +408,14 @@ class UGATIT(Method):
             "G_cam_A": c.cam_weight * (cam_loss(cam_B2A, True) + cam_loss(cam_A2A, False)),
             "G_cam_B": c.cam_weight * (cam_loss(cam_A2B, True) + cam_loss(cam_B2B, False)),
         }
-        accelerator.backward(sum(generator_losses.values()))
-        opt["G"].step()
-        self.clip_rho()
-        losses.update(generator_losses)
-        return {name: float(value.detach()) for name, value in losses.items()}
+        yield Update("G", sum(g_losses.values()), g_losses)
+        self.clip_rho()  # after the generator step
 
     @torch.no_grad()
     def clip_rho(self) -> None:
         """The official RhoClipper(0, 1), applied to every AdaLIN and LIN after each generator step."""
         for attr in ("genA2B", "genB2A"):
-            for module in unwrap(getattr(self, attr)).modules():
+            for module in getattr(self, attr).modules():
                 if isinstance(module, AdaILN | ILN):
                     module.rho.clamp_(0.0, 1.0)
 
@@ -451,4 +446,4 @@ class UGATIT(Method):
                 f"(expected a dict with keys {', '.join(self.networks)}; found {found})"
             )
         for attr in self.networks:
-            load_state_dict_checked(unwrap(getattr(self, attr)), state[attr], f"{path} [{attr}]")
+            load_state_dict_checked(getattr(self, attr), state[attr], f"{path} [{attr}]")

@@ -10,10 +10,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from bench.train import Checkpointer, TrainPlan, train
+from bench.train import Checkpointer, TrainPlan, train, train_step
 from methods.base import Batch, ConfigError
 from methods.council_gan import CouncilGAN, council_comparisons, random_grayscale
-from tests.test_registry import _Accelerator
 
 MANIFESTS = Path(__file__).parent / "manifests"
 OFFICIAL_PARAMS = {"gen": 17_404_236, "dis": 5_514_114, "dis_council": 6_040_194}
@@ -87,7 +86,7 @@ def test_paper_preset_is_the_official_one_way_council(paper: CouncilGAN) -> None
 def test_paper_preset_runs_a_council_step_at_small_size(paper: CouncilGAN) -> None:
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     before = paper.gen_a2b[3].dec.model[9].conv.weight.clone()
-    losses = paper.train_step(Batch(x, x.flip(3)), 1000, _Accelerator())  # the council is on from 1,000
+    losses = train_step(paper, Batch(x, x.flip(3)), 1000)  # the council is on from 1,000
     assert {"D_a2b", "council_D_a2b", "G_adv_a2b", "G_council_a2b", "loss_match_a2b"} == set(losses)
     assert all(math.isfinite(v) for v in losses.values())
     assert not torch.equal(before, paper.gen_a2b[3].dec.model[9].conv.weight)  # every member is trained
@@ -155,16 +154,16 @@ def test_same_seed_same_weights() -> None:
     for method in (a, b):
         torch.manual_seed(5)
         for step in range(3):
-            method.train_step(_batch(step), step, _Accelerator())
+            train_step(method, _batch(step), step)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
 def test_loss_matching_uses_the_histories_and_schedules_follow_the_step() -> None:
     method = _tiny(council_start_at_iter=1, loss_matching_hist_size=3)
     torch.manual_seed(0)
-    method.train_step(_batch(0), 0, _Accelerator())
+    train_step(method, _batch(0), 0)
     assert torch.equal(method.council_history, torch.ones_like(method.council_history))  # council still off
-    losses = method.train_step(_batch(1), 1, _Accelerator())
+    losses = train_step(method, _batch(1), 1)
     gan, council = method.gan_history, method.council_history  # (direction, member, history)
     assert losses["G_adv_a2b"] == pytest.approx(float(gan[0, :, -1].mean()), rel=1e-5)
     assert losses["G_council_b2a"] == pytest.approx(float(council[1, :, -1].mean()), rel=1e-5)

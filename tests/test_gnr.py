@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.train import train_step
 from methods.base import Batch, ConfigError
 from methods.gnr import GNR, blur_kernel
-from tests.test_registry import _Accelerator
 
 MANIFESTS = Path(__file__).parent / "manifests"
 
@@ -146,9 +146,9 @@ def test_paper_preset_needs_vgg_weights_then_trains_a_step_at_64px(tmp_path: Pat
     method = GNR.from_preset("paper", image_size=64, load_size=64, batch_size=1)
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with pytest.raises(ConfigError, match="VGG16"):
-        method.train_step(Batch(x, x), 1, _Accelerator())
+        train_step(method, Batch(x, x), 1)
     method.attach_pretrained("vgg16", str(_vgg16_file(tmp_path)[0]))
-    losses = method.train_step(Batch(x, x.flip(-1)), 0, _Accelerator())  # step 0 includes the lazy R1 term
+    losses = train_step(method, Batch(x, x.flip(-1)), 0)  # step 0 includes the lazy R1 term
     assert set(losses) == {"D_adv", "D_r1", "G_adv", "G_consistency", "G_cycle", "G_lpips", "G_style"}
     assert all(math.isfinite(v) for v in losses.values()) and losses["D_r1"] > 0
 
@@ -177,7 +177,7 @@ def test_same_seed_same_weights_and_ema_update() -> None:
     for _ in range(2):
         method = _tiny(seed=4, lambda_cycle_lpips=0.0)
         for step in range(3):
-            method.train_step(Batch(x, x.flip(0)), step, _Accelerator())
+            train_step(method, Batch(x, x.flip(0)), step)
         runs.append(method)
     for attr in runs[0].networks:
         for (key, a), b in zip(
@@ -187,7 +187,7 @@ def test_same_seed_same_weights_and_ema_update() -> None:
     # One more step moves every EMA parameter by (1 - decay) of the way to the live one.
     method, decay = runs[0], runs[0].config.ema_decay
     before = method.G_B2A_ema.mapping[0].weight.clone()
-    method.train_step(Batch(x, x.flip(0)), 3, _Accelerator())
+    train_step(method, Batch(x, x.flip(0)), 3)
     assert torch.allclose(
         method.G_B2A_ema.mapping[0].weight, decay * before + (1 - decay) * method.G_B2A.mapping[0].weight
     )
@@ -247,5 +247,5 @@ def test_consistency_loss_makes_styles_augmentation_invariant(toyfaces_small) ->
     before = _style_spread(method, held_out)
     for step in range(50):
         pick = torch.arange(4) + 4 * (step % 4)
-        method.train_step(Batch(images_a[pick], images_b[pick]), step, _Accelerator())
+        train_step(method, Batch(images_a[pick], images_b[pick]), step)
     assert _style_spread(method, held_out) < 0.5 * before

@@ -10,10 +10,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from bench.train import Checkpointer, TrainPlan, train
+from bench.train import Checkpointer, TrainPlan, train, train_step
 from methods.base import Batch
 from methods.stargan_v2 import StarGANv2, crop_box, random_resized_crop
-from tests.test_registry import _Accelerator
 
 MANIFESTS = Path(__file__).parent / "manifests"
 OFFICIAL_PARAMS = {
@@ -101,7 +100,7 @@ def test_paper_preset_runs_a_step_at_small_size() -> None:
     torch.manual_seed(0)
     method = StarGANv2.from_preset("paper", image_size=64, load_size=64)  # paper widths, 64 px
     x = _images(1, 64, 0)
-    losses = method.train_step(Batch(x, _images(1, 64, 1)), 0, _Accelerator())
+    losses = train_step(method, Batch(x, _images(1, 64, 1)), 0)
     for mode in ("latent", "ref"):
         assert {f"D_{mode}_{k}" for k in ("real", "fake", "reg")} <= set(losses)
         assert {f"G_{mode}_{k}" for k in ("adv", "sty", "ds", "cyc")} <= set(losses)
@@ -207,7 +206,7 @@ def test_diversity_weight_decays_linearly_as_a_function_of_the_step() -> None:
     method = _tiny(ds_iter=100)
     assert [method.lambda_ds_at(s) for s in (0, 50, 100, 150)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
     x = _images(2, 32, 0)
-    losses = method.train_step(Batch(x, x.flip(0)), 75, _Accelerator())
+    losses = train_step(method, Batch(x, x.flip(0)), 75)
     assert losses["lambda_ds"] == pytest.approx(0.25)
     assert method.config.lambda_ds == 1.0 and method.lambda_ds_at(0) == 1.0  # the config is never mutated
 
@@ -217,7 +216,7 @@ def test_ema_follows_the_trained_networks() -> None:
     beta = method.config.ema_beta
     ema_before = {k: v.clone() for k, v in method.generator_ema.state_dict().items()}
     x = _images(2, 32, 0)
-    method.train_step(Batch(x, x.flip(0)), 0, _Accelerator())
+    train_step(method, Batch(x, x.flip(0)), 0)
     trained = method.generator.state_dict()
     for key, value in method.generator_ema.state_dict().items():
         torch.testing.assert_close(value, beta * ema_before[key] + (1 - beta) * trained[key])
@@ -229,7 +228,7 @@ def test_same_torch_seed_gives_identical_weights() -> None:
         method = _tiny(seed)
         x = _images(2, 32, 0)
         for step in range(3):
-            method.train_step(Batch(x, x.flip(0)), step, _Accelerator())
+            train_step(method, Batch(x, x.flip(0)), step)
         return {f"{n}.{k}": v for n, state in method.network_state().items() for k, v in state.items()}
 
     first, second, other = run(0), run(0), run(1)

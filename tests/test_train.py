@@ -9,7 +9,7 @@ import torch
 from accelerate import Accelerator
 
 from bench.train import Checkpointer, TrainingDiverged, TrainPlan, default_total_steps, train
-from methods.base import Method
+from methods.base import Method, Update
 from methods.cyclegan import CycleGAN
 
 FINGERPRINT = {"test": True}
@@ -158,7 +158,10 @@ def test_checkpointer_keeps_the_newest(tmp_path: Path) -> None:
 
 def test_non_finite_loss_stops_with_a_clear_error(toyfaces_small, tmp_path: Path, monkeypatch) -> None:
     method = _method()
-    monkeypatch.setattr(method, "train_step", lambda batch, step, accelerator: {"G": float("nan")})
+    diverged = torch.tensor(float("nan"), requires_grad=True)
+    monkeypatch.setattr(
+        method, "training_step", lambda nets, batch, step: iter([Update("G", diverged, {"G": diverged})])
+    )
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 0"):
         train(method, toyfaces_small, _plan(2), tmp_path, Accelerator(cpu=True), FINGERPRINT)
 

@@ -16,10 +16,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from bench.train import TrainPlan, train
+from bench.train import TrainPlan, set_learning_rates, train, train_step
 from methods.base import Batch, ConfigError
 from methods.ugatit import UGATIT, AdaILN, Discriminator, ResnetGenerator, instance_layer_mix
-from tests.test_registry import _Accelerator
 
 MANIFESTS = Path(__file__).parent / "manifests"
 
@@ -94,7 +93,7 @@ def test_paper_preset_trains_a_step_at_96_px() -> None:
     assert counts["genA2B"] == 278_959_808 - 256 * (64 * 64 * 256) + 256 * (24 * 24 * 256)
     assert counts["disGA"] == 53_130_176 and counts["disLA"] == 3_290_560
     batch = _batch(96)
-    losses = method.train_step(batch, 0, _Accelerator())
+    losses = train_step(method, batch, 0)
     assert set(losses) == {
         *("D_A", "D_B", "G_adv_A", "G_adv_B", "G_cycle_A", "G_cycle_B"),
         *("G_identity_A", "G_identity_B", "G_cam_A", "G_cam_B"),
@@ -186,7 +185,7 @@ def test_rho_is_clipped_after_every_generator_step() -> None:
     with torch.no_grad():
         method.genA2B.UpBlock1_1.norm1.rho.fill_(1.5)  # AdaLIN
         method.genB2A.UpBlock2[3].rho.fill_(-0.5)  # LIN of the first up-sampling block
-    method.train_step(_batch(32, 2), 0, _Accelerator())
+    train_step(method, _batch(32, 2), 0)
     assert torch.equal(method.genA2B.UpBlock1_1.norm1.rho, torch.ones(1, 64, 1, 1))
     assert torch.equal(method.genB2A.UpBlock2[3].rho, torch.zeros(1, 32, 1, 1))
 
@@ -208,7 +207,7 @@ def test_generator_losses_follow_the_official_definitions() -> None:
             "G_cycle_A": 10 * (method.genB2A(fake_a2b)[0] - a).abs().mean(),
             "G_identity_A": 10 * (fake_a2a - a).abs().mean(),
         }
-    losses = method.train_step(Batch(a, b), 0, _Accelerator())
+    losses = train_step(method, Batch(a, b), 0)
     for name, value in expected.items():
         assert losses[name] == pytest.approx(float(value), rel=1e-5), name
 
@@ -230,7 +229,7 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero() -> None:
     assert method.lr_factor(0, 100) == 1.0 and method.lr_factor(49, 100) == 1.0  # iterations 1..50
     assert method.lr_factor(50, 100) == pytest.approx(0.98)  # iteration 51: lr - lr / 50
     assert method.lr_factor(99, 100) == 0.0
-    method.set_learning_rates(74, 100)
+    set_learning_rates(method, 74, 100)
     assert method.optimizers()["D"].param_groups[0]["lr"] == pytest.approx(method.config.lr * 0.5)
     assert _tiny(decay_lr=False).lr_factor(99, 100) == 1.0
 
@@ -240,7 +239,7 @@ def test_same_seed_reproduces_and_another_seed_differs() -> None:
         torch.manual_seed(seed)
         method = _tiny(batch_size=2)
         for step in range(3):
-            method.train_step(_batch(32, 2, seed=step), step, _Accelerator())
+            train_step(method, _batch(32, 2, seed=step), step)
         return method
 
     first, second, other = trained(0), trained(0), trained(1)
