@@ -34,6 +34,7 @@ from bench.report import build_report
 from bench.results import RunResult
 from bench.track import LossLog, MlflowTracker, NullTracker, TrackedRun, Tracker
 from bench.train import (
+    CHECKPOINT_FORMAT,
     Checkpointer,
     TrainPlan,
     default_total_steps,
@@ -333,6 +334,7 @@ def _run_method(
             "seed": cfg.seed,
             "total_steps": total,
             "processes": accelerator.num_processes,
+            "checkpoint_format": CHECKPOINT_FORMAT,  # another format drew other random numbers
         }
         resume_from = find_resumable(Path(cfg.work_dir), key, fingerprint) if cfg.train.resume else None
         if cfg.train.resume and resume_from is None:

@@ -26,11 +26,15 @@ from bench.data.folder import TwoDomainDataset
 from bench.data.images import float_to_uint8, uint8_to_float
 from bench.data.loader import Augment, training_batches
 from bench.errors import BenchError
+from bench.seeds import STEP, training_seed
 from methods.base import Batch, Method, Networks
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+# 2: every random stream derives from (seed, step), so checkpoints carry no RNG states. Format-1 files still
+# load for scoring (same network layout) but cannot be resumed: their runs drew other random numbers.
+CHECKPOINT_FORMAT = 2
+SCORABLE_FORMATS = (1, 2)
 SAMPLE_SEED = 1234  # styles of the sample grids: the same at every step, so grids are comparable
 
 
@@ -95,9 +99,6 @@ class Checkpointer:
 
 
 def checkpoint_payload(method: Method, step: int, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
     return {
         "format": CHECKPOINT_FORMAT,
         "step": step,
@@ -106,19 +107,20 @@ def checkpoint_payload(method: Method, step: int, fingerprint: dict[str, Any]) -
         "networks": method.network_state(),
         "optimizers": {name: opt.state_dict() for name, opt in method.optimizers().items()},
         "train_state": method.train_state(),
-        "rng": rng,
     }
 
 
 def restore(method: Method, payload: dict[str, Any]) -> int:
     """Load a checkpoint written by `checkpoint_payload`; returns the number of completed steps."""
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise BenchError(
+            f"the checkpoint is of format {payload.get('format')}, this version resumes format {CHECKPOINT_FORMAT} "
+            "only (its random streams differ); score it with --checkpoint, or train afresh"
+        )
     method.load_network_state(payload["networks"])
     for name, optimizer in method.optimizers().items():
         optimizer.load_state_dict(payload["optimizers"][name])
     method.load_train_state(payload["train_state"])
-    torch.set_rng_state(payload["rng"]["torch"])
-    if "cuda" in payload["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
     return int(payload["step"])
 
 
@@ -144,15 +146,24 @@ def set_learning_rates(method: Method, step: int, total_steps: int) -> None:
             group["lr"] = group["initial_lr"] * factor
 
 
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The random stream of one training step of one process: a function of (seed, step, rank) only, so a
+    resumed run draws what an uninterrupted one would have drawn."""
+    return torch.Generator().manual_seed(training_seed(seed, STEP, step, rank))
+
+
 def train_step(
     method: Method,
     batch: Batch,
     step: int,
+    seed: int = 0,
+    rank: int = 0,
     nets: Networks | None = None,
     optimizers: dict[str, torch.optim.Optimizer] | None = None,
     backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
 ) -> dict[str, float]:
-    """One training step of `method`; returns the logged values.
+    """One training step of `method`, its randomness drawn from `step_generator(seed, step, rank)`; returns
+    the logged values.
 
     Each update the method's `training_step` yields is applied with the optimisers of its phase: their
     gradients are cleared (so a loss that also reached other networks, such as a generator loss through a
@@ -163,7 +174,7 @@ def train_step(
     optimizers = optimizers if optimizers is not None else method.optimizers()
     phases = method.phases()
     logs: dict[str, torch.Tensor | float] = {}
-    for update in method.training_step(nets, batch, step):
+    for update in method.training_step(nets, batch, step, step_generator(seed, step, rank)):
         if update.phase not in phases:
             raise KeyError(
                 f"{method.name} yielded an update of phase {update.phase!r}; its phases: {', '.join(phases)}"
@@ -274,7 +285,9 @@ def train(
     for step, batch in enumerate(batches, start):
         set_learning_rates(method, step, plan.total_steps)
         batch = Batch(batch.a.to(accelerator.device), batch.b.to(accelerator.device))
-        losses = train_step(method, batch, step, nets, optimizers, accelerator.backward)
+        losses = train_step(
+            method, batch, step, plan.seed, accelerator.process_index, nets, optimizers, accelerator.backward
+        )
         bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
         if bad:
             last = checkpointer.latest()
@@ -319,7 +332,7 @@ def harness_checkpoint(path: str | Path) -> dict[str, Any] | None:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # not a zip-format torch file, or one weights_only refuses: load_official decides
         return None
-    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT and "networks" in payload:
+    if isinstance(payload, dict) and payload.get("format") in SCORABLE_FORMATS and "networks" in payload:
         return payload
     return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, ClassVar, Literal, Self, TypeVar
@@ -171,8 +172,11 @@ class Method(nn.Module, ABC):
         return ()
 
     @abstractmethod
-    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
+    def training_step(self, nets: Networks, batch: Batch, step: int, rng: torch.Generator) -> Iterator[Update]:
         """One training step on `batch`, as a generator of the updates of its phases, in order.
+
+        Every random number comes from `rng` (a CPU generator; draw there and move to the batch's device).
+        Library code that reads only torch's global RNG runs under `seeded_global_rng(rng)`.
 
         For each yielded `Update` the training loop clears the gradients of the phase's optimisers,
         backpropagates the loss and steps them, then resumes the generator; code after the last `yield` runs
@@ -239,6 +243,21 @@ class Method(nn.Module, ABC):
 
     def parameter_counts(self) -> dict[str, int]:
         return {attr: sum(p.numel() for p in getattr(self, attr).parameters()) for attr in self.networks}
+
+
+@contextmanager
+def seeded_global_rng(rng: torch.Generator, device: torch.device) -> Iterator[None]:
+    """Run library code that draws only from torch's global RNG (kornia's augmentations) on a stream seeded
+    from `rng`; the global RNG of the CPU and of `device` is as before afterwards."""
+    seed = int(torch.randint(0, 2**63 - 1, (), generator=rng))
+    cuda = device.type == "cuda"
+    index = device.index if device.index is not None else (torch.cuda.current_device() if cuda else 0)
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def check_direction(direction: str) -> Direction:

@@ -40,11 +40,11 @@ Deviations from the official code, each for a reason:
   code shared by all styles (the generators do not change before the generator update, so the outputs are
   the official ones); each discriminator scores its fake and real images in one batched call (no batch-
   dependent layers, so scores are identical).
-- Which other members a council discriminator compares against is drawn from torch's global RNG instead of
-  Python's `random` (same rule: every other member once in random order, then repeats, at most
+- Which other members a council discriminator compares against is drawn from the step's generator (a
+  function of seed and step, passed by the training loop) instead of Python's `random` (same rule: every other member once in random order, then repeats, at most
   `council_size` comparisons, divided by `council_dis_comparisons`).
-- RandomGrayscale (p 0.05) runs inside `training_step` on the [-1, 1] batch from the global torch RNG (the harness
-  loader only resizes, crops and flips); ColorJitter is off in the official config.
+- RandomGrayscale (p 0.05) runs inside `training_step` on the [-1, 1] batch, drawn from the step's generator
+  (the harness loader only resizes, crops and flips); ColorJitter is off in the official config.
 - The learning rate is a pure function of the step (StepLR x0.5 every 100,000 iterations, as the official
   per-iteration scheduler); training length is given in harness epochs (see `epochs`).
 - `mask_init` (tiny preset only; paper: None = official init) starts the attention masks closed. A
@@ -369,26 +369,26 @@ def split_scores(scores: list[Tensor], parts: int) -> list[list[Tensor]]:
     return [[c[p] for c in chunks] for p in range(parts)]
 
 
-def council_comparisons(member: int, council_size: int, comparisons: int) -> list[int]:
+def council_comparisons(member: int, council_size: int, comparisons: int, generator: torch.Generator) -> list[int]:
     """Whom member `member`'s council discriminator compares against: every other member once in random
     order, then again while comparisons remain, at most `council_size` in total (the official loop breaks
-    there). Drawn from the global torch RNG."""
+    there)."""
     others = [j for j in range(council_size) if j != member]
     picks: list[int] = []
     pool: list[int] = []
     for _ in range(min(comparisons, council_size)):
         if not pool:
             pool = list(others)
-        picks.append(pool.pop(int(torch.randint(len(pool), ()))))
+        picks.append(pool.pop(int(torch.randint(len(pool), (), generator=generator))))
     return picks
 
 
-def random_grayscale(x: Tensor, p: float) -> Tensor:
+def random_grayscale(x: Tensor, p: float, generator: torch.Generator) -> Tensor:
     """torchvision RandomGrayscale on a [-1, 1] batch: each image becomes grey (3 channels) with probability p."""
     if p <= 0:
         return x
     grey = (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1).expand_as(x)
-    chosen = (torch.rand(len(x), device=x.device) < p).view(-1, 1, 1, 1)
+    chosen = (torch.rand(len(x), generator=generator) < p).view(-1, 1, 1, 1).to(x.device)
     return torch.where(chosen, grey, x)
 
 
@@ -456,10 +456,10 @@ class CouncilGAN(Method):
         """Each role's update steps the optimisers of every member after one backward pass of the summed losses."""
         return {role: tuple(f"{role}_{i}" for i in range(self.config.council_size)) for role in ROLES}
 
-    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
+    def training_step(self, nets: Networks, batch: Batch, step: int, rng: torch.Generator) -> Iterator[Update]:
         c = self.config
         council_on = self.council_active(step)
-        x_a, x_b = random_grayscale(batch.a, c.grayscale_p), random_grayscale(batch.b, c.grayscale_p)
+        x_a, x_b = random_grayscale(batch.a, c.grayscale_p, rng), random_grayscale(batch.b, c.grayscale_p, rng)
         sources = {"a2b": x_a, "b2a": x_b}
         targets = {"a2b": x_b, "b2a": x_a}
         members = range(c.council_size)
@@ -467,15 +467,18 @@ class CouncilGAN(Method):
         def council(role: str, direction: str) -> nn.Module:
             return getattr(nets, f"{role}_{direction}")
 
+        def styles_for(x: Tensor) -> Tensor:  # z ~ N(0, I) drawn on the CPU from rng
+            return torch.randn(len(x), c.style_dim, 1, 1, generator=rng).to(x.device)
+
         # Fakes for both discriminator updates. The generators change only in the generator update, so one
         # no-grad pass gives the official outputs: style s for D, s' and 0.7 s' for the council D.
         fakes: dict[str, list[list[Tensor]]] = {}
         with torch.no_grad():
             for d in c.directions:
                 x = sources[d]
-                styles = [torch.randn(len(x), c.style_dim, 1, 1, device=x.device)]
+                styles = [styles_for(x)]
                 if council_on:
-                    s = torch.randn(len(x), c.style_dim, 1, 1, device=x.device)
+                    s = styles_for(x)
                     styles += [s, s * c.less_style_by]
                 fakes[d] = council("gen", d)([(x, styles)] * c.council_size)
 
@@ -498,7 +501,7 @@ class CouncilGAN(Method):
                 x = sources[d]
                 args = []
                 for i in members:
-                    picks = council_comparisons(i, c.council_size, c.council_dis_comparisons)
+                    picks = council_comparisons(i, c.council_size, c.council_dis_comparisons, rng)
                     images = torch.cat([fakes[d][i][1]] + [fakes[d][j][2] for j in picks])  # ((1 + K) N, 3, H, W)
                     args.append((images, x.repeat(1 + len(picks), 1, 1, 1)))
                 scores = council("dis_council", d)(args)
@@ -516,7 +519,7 @@ class CouncilGAN(Method):
         total = torch.zeros((), device=x_a.device)
         for k, d in enumerate(c.directions):
             x = sources[d]
-            style = torch.randn(len(x), c.style_dim, 1, 1, device=x.device)
+            style = styles_for(x)
             outputs = [out[0] for out in council("gen", d)([(x, [style])] * c.council_size)]
             adv = [lsgan_gen_loss(s) for s in council("dis", d)([(y,) for y in outputs])]
             council_losses = (

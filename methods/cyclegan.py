@@ -165,16 +165,14 @@ class NLayerDiscriminator(nn.Module):
 class ImagePool:
     """History of generated images (Shrivastava et al. 2017): D sees old fakes half of the time.
 
-    The pool contents and its random generator are part of the training state, so a resumed run
-    continues exactly.
+    The pool contents are part of the training state, so a resumed run continues exactly.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.images: list[Tensor] = []
-        self.generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
 
-    def query(self, images: Tensor) -> Tensor:
+    def query(self, images: Tensor, generator: torch.Generator) -> Tensor:
         if self.size == 0:
             return images
         out = []
@@ -182,8 +180,8 @@ class ImagePool:
             if len(self.images) < self.size:
                 self.images.append(image.clone())
                 out.append(image)
-            elif torch.rand((), generator=self.generator) > 0.5:
-                i = int(torch.randint(0, self.size, (), generator=self.generator))
+            elif torch.rand((), generator=generator) > 0.5:
+                i = int(torch.randint(0, self.size, (), generator=generator))
                 out.append(self.images[i].clone())
                 self.images[i] = image.clone()
             else:
@@ -192,11 +190,10 @@ class ImagePool:
 
     def state(self) -> dict[str, Tensor]:
         images = torch.stack(self.images) if self.images else torch.empty(0)
-        return {"images": images.cpu(), "rng": self.generator.get_state()}
+        return {"images": images.cpu()}
 
     def load_state(self, state: dict[str, Tensor]) -> None:
         self.images = list(state["images"].unbind(0)) if state["images"].numel() else []
-        self.generator.set_state(state["rng"])
 
 
 def init_weights(module: nn.Module, gain: float) -> None:
@@ -247,7 +244,7 @@ class CycleGAN(Method):
             return 1.0
         return max(0.0, 1.0 - (step - decay_start) / max(1.0, total_steps - decay_start))
 
-    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
+    def training_step(self, nets: Networks, batch: Batch, step: int, rng: torch.Generator) -> Iterator[Update]:
         c = self.config
         real_A, real_B = batch.a, batch.b
 
@@ -268,8 +265,8 @@ class CycleGAN(Method):
         yield Update("G", sum(losses.values()), losses)
 
         # Discriminators: halved LSGAN real/fake terms, fakes drawn from the history pools.
-        pooled_B = self.fake_B_pool.query(fake_B)
-        pooled_A = self.fake_A_pool.query(fake_A)
+        pooled_B = self.fake_B_pool.query(fake_B, rng)
+        pooled_A = self.fake_A_pool.query(fake_A, rng)
         d_losses = {
             "D_A": 0.5 * (lsgan_loss(nets.D_A(real_B), True) + lsgan_loss(nets.D_A(pooled_B), False)),
             "D_B": 0.5 * (lsgan_loss(nets.D_B(real_A), True) + lsgan_loss(nets.D_B(pooled_A), False)),

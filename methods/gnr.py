@@ -22,7 +22,9 @@ Deviations from the official code, each for a reason:
   step, so it scales with the harness's training length (tiny runs).
 - The discriminators keep `requires_grad` during the generator update (as in the official code); their stale
   gradients are cleared before their own update (by the training loop). The random picks (which image to augment, style mixing
-  permutations) use the global torch RNG instead of numpy's, so the harness's checkpointed RNG state covers them.
+  permutations, random styles) come from the step's generator instead of numpy's and torch's global RNGs, and
+  kornia's augmentation draws from a global RNG seeded from it, so each step's randomness is a function of
+  (seed, step) and a resumed run continues exactly.
 - Each generator has one `forward(mode, ...)` entry point ("encode" / "decode") instead of calling `encode` and
   `decode` directly, so a DistributedDataParallel wrapper sees every call.
 - The harness's loader only normalises (load_size = image_size, no flip); resize-crop-flip happen in the kornia
@@ -59,6 +61,7 @@ from methods.base import (
     Update,
     check_direction,
     load_state_dict_checked,
+    seeded_global_rng,
 )
 
 
@@ -464,7 +467,7 @@ class GNR(Method):
         self.D_L = LatentDiscriminator(config.latent_dim, config.latent_d_width)
         self.G_A2B_ema = copy.deepcopy(self.G_A2B).requires_grad_(False)
         self.G_B2A_ema = copy.deepcopy(self.G_B2A).requires_grad_(False)
-        self.augment = nn.Sequential(  # parameter-free; random parameters per sample from the global torch RNG
+        self.augment = nn.Sequential(  # parameter-free; random parameters per sample from torch's global RNG
             K.RandomAffine(config.aug_degrees, (config.aug_translate,) * 2, config.aug_scale, config.aug_shear),
             Resize(config.aug_resize),
             K.RandomCrop((config.image_size, config.image_size)),
@@ -524,12 +527,19 @@ class GNR(Method):
     def averages(self) -> tuple[Average, ...]:
         return tuple(Average(f"{live}_ema", live, self.config.ema_decay) for live in ("G_A2B", "G_B2A"))
 
-    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
-        c, n = self.config, batch.a.shape[0]
-        aug_a, aug_b = self.augment(batch.a), self.augment(batch.b)  # the real images the discriminators see
-        # A and B: augmentations of ONE image each, so their style codes should agree (consistency loss).
-        one_a = self.augment(batch.a[torch.randint(n, (1,))].expand_as(batch.a))
-        one_b = self.augment(batch.b[torch.randint(n, (1,))].expand_as(batch.b))
+    def training_step(self, nets: Networks, batch: Batch, step: int, rng: torch.Generator) -> Iterator[Update]:
+        c, n, device = self.config, batch.a.shape[0], batch.a.device
+
+        def on_device(drawn: Tensor) -> Tensor:  # drawn on the CPU from rng, used on the batch's device
+            return drawn.to(device)
+
+        pick_a = on_device(torch.randint(n, (1,), generator=rng))
+        pick_b = on_device(torch.randint(n, (1,), generator=rng))
+        with seeded_global_rng(rng, device):  # kornia draws its augmentation parameters from the global RNG
+            aug_a, aug_b = self.augment(batch.a), self.augment(batch.b)  # the real images the discriminators see
+            # A and B: augmentations of ONE image each, so their style codes should agree (consistency loss).
+            one_a = self.augment(batch.a[pick_a].expand_as(batch.a))
+            one_b = self.augment(batch.b[pick_b].expand_as(batch.b))
         regularise = step % c.r1_every == 0
         aug_a.requires_grad_(regularise)
         aug_b.requires_grad_(regularise)
@@ -538,11 +548,12 @@ class GNR(Method):
         content_b, style_b = nets.G_B2A("encode", one_b)
         encoded_style_b = nets.G_B2A("encode", aug_b)[1]  # B styles come from the encoder of G_B2A
         encoded_style_a = nets.G_A2B("encode", aug_a)[1]
-        random_style_b = torch.randn(n, c.latent_dim, device=batch.a.device, requires_grad=regularise)
-        random_style_a = torch.randn(n, c.latent_dim, device=batch.a.device, requires_grad=regularise)
+        random_style_b = on_device(torch.randn(n, c.latent_dim, generator=rng)).requires_grad_(regularise)
+        random_style_a = on_device(torch.randn(n, c.latent_dim, generator=rng)).requires_grad_(regularise)
         # Decoder styles: N picked at random from the N random and N encoded target-domain styles.
-        input_style_b = torch.cat([random_style_b, encoded_style_b])[torch.randperm(2 * n)[:n]]
-        input_style_a = torch.cat([random_style_a, encoded_style_a])[torch.randperm(2 * n)[:n]]
+        mix_b, mix_a = (on_device(torch.randperm(2 * n, generator=rng)[:n]) for _ in range(2))
+        input_style_b = torch.cat([random_style_b, encoded_style_b])[mix_b]
+        input_style_a = torch.cat([random_style_a, encoded_style_a])[mix_a]
         fake_b = nets.G_A2B("decode", content_a, input_style_b)
         fake_a = nets.G_B2A("decode", content_b, input_style_a)
 
@@ -580,8 +591,9 @@ class GNR(Method):
         )
         content_aba, style_aba = nets.G_B2A("encode", fake_b)  # style_aba: the B style of fake_b
         content_bab, style_bab = nets.G_A2B("encode", fake_a)
-        cycle_a = nets.G_B2A("decode", content_aba, style_a[torch.randperm(n)])  # shuffled source styles
-        cycle_b = nets.G_A2B("decode", content_bab, style_b[torch.randperm(n)])
+        shuffle_a, shuffle_b = (on_device(torch.randperm(n, generator=rng)) for _ in range(2))
+        cycle_a = nets.G_B2A("decode", content_aba, style_a[shuffle_a])  # shuffled source styles
+        cycle_b = nets.G_A2B("decode", content_bab, style_b[shuffle_b])
         losses["G_cycle"] = c.lambda_cycle_mse * (F.mse_loss(cycle_a, one_a) + F.mse_loss(cycle_b, one_b))
         if c.lambda_cycle_lpips:
             losses["G_lpips"] = c.lambda_cycle_lpips * (self._lpips(cycle_a, one_a) + self._lpips(cycle_b, one_b))

@@ -30,8 +30,8 @@ Deviations from the official code, each for a reason:
 - The random resized crop (p 0.5, scale 0.8-1.0, ratio 0.9-1.1) runs inside `training_step` on the already
   resized batch, per sample; the official crops the full-resolution file before resizing. Resize and
   horizontal flip are the harness's (load_size = image_size: no extra crop).
-- Training randomness (crops, reference pairing, z) comes from a generator of the method, seeded from the
-  global RNG at construction and saved by `train_state`, so a resumed run continues exactly.
+- Training randomness (crops, reference pairing, z) comes from the step's generator that the training loop
+  passes, a function of (seed, step), so a resumed run continues exactly.
 - The first conv width is the field `base_dim` (official: 2**14 // img_size, 64 at 256) so that small
   presets can narrow the networks; the paper preset gives the official value.
 - The EMA copies start as copies of the He-initialised networks; in the official solver they are deep
@@ -359,9 +359,6 @@ class StarGANv2(Method):
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.mapping_network_ema = copy.deepcopy(self.mapping_network).requires_grad_(False)
         self.style_encoder_ema = copy.deepcopy(self.style_encoder).requires_grad_(False)
-        # Training randomness (crops, reference pairing, z) has its own generator, saved in train_state: the
-        # global RNG is also drawn by the harness's data loader when a resumed run starts.
-        self.train_rng = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
 
     # -- training ---------------------------------------------------------------------------------
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -396,10 +393,9 @@ class StarGANv2(Method):
         trained = ("generator", "mapping_network", "style_encoder")
         return tuple(Average(f"{name}_ema", name, self.config.ema_beta) for name in trained)
 
-    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
+    def training_step(self, nets: Networks, batch: Batch, step: int, rng: torch.Generator) -> Iterator[Update]:
         c = self.config
         n = batch.a.shape[0]
-        rng = self.train_rng
         images_a = random_resized_crop(batch.a, c.rrc_prob, rng) if c.rrc_prob > 0 else batch.a
         images_b = random_resized_crop(batch.b, c.rrc_prob, rng) if c.rrc_prob > 0 else batch.b
         device = images_a.device
@@ -449,12 +445,6 @@ class StarGANv2(Method):
             if mode == "ref":
                 logs["lambda_ds"] = lambda_ds
             yield Update(f"G_{mode}", loss + c.lambda_cyc * g_losses["cyc"], logs)
-
-    def train_state(self) -> dict[str, Tensor]:
-        return {"rng": self.train_rng.get_state()}
-
-    def load_train_state(self, state: dict[str, Tensor]) -> None:
-        self.train_rng.set_state(state["rng"])
 
     # -- inference --------------------------------------------------------------------------------
     def sample_style(self, n: int, direction: Direction, generator: torch.Generator | None = None) -> Tensor:

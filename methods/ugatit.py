@@ -374,9 +374,9 @@ class UGATIT(Method):
             return 1.0
         return max(0.0, 1.0 - (step + 1 - half) / half)
 
-    def training_step(self, nets: Networks, batch: Batch, step: int) -> Iterator[Update]:
+    def training_step(self, nets: Networks, batch: Batch, step: int, rng: torch.Generator) -> Iterator[Update]:
         c = self.config
-        real_A, real_B = batch.a, batch.b
+        real_A, real_B = batch.a, batch.b  # no random draws: the step's randomness is the data's augmentation
 
         # Discriminators first, as the official loop.
         with torch.no_grad():

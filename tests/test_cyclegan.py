@@ -105,16 +105,18 @@ def test_learning_rate_is_constant_then_decays_linearly() -> None:
 
 
 def test_image_pool_returns_history_and_restores() -> None:
-    torch.manual_seed(0)
+    def rng(seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
     pool = ImagePool(4)
     first = torch.arange(4.0).view(4, 1, 1, 1)
-    assert torch.equal(pool.query(first), first)  # filling: images pass through
+    assert torch.equal(pool.query(first, rng(0)), first)  # filling: images pass through
     later = torch.full((64, 1, 1, 1), 9.0)
-    out = pool.query(later)
+    out = pool.query(later, rng(1))
     assert (out != 9.0).any() and (out == 9.0).any()  # some old fakes are swapped in
     saved = pool.state()
-    a = pool.query(later)
+    a = pool.query(later, rng(2))
     clone = ImagePool(4)
     clone.load_state(saved)
-    assert torch.equal(clone.query(later), a)  # same contents, same random choices
-    assert torch.equal(ImagePool(0).query(first), first)
+    assert torch.equal(clone.query(later, rng(2)), a)  # same contents and random stream, same choices
+    assert torch.equal(ImagePool(0).query(first, rng(0)), first)

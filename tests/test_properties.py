@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench.data.images import float_to_uint8, to_rgb, uint8_to_float
 from bench.data.loader import StepSampler
-from bench.evaluate.generate import stream_seed
+from bench.seeds import stream_seed
 
 
 @given(st.lists(st.integers(0, 255), min_size=3, max_size=300))

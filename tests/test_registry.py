@@ -97,11 +97,14 @@ def test_tiny_method_translates_and_trains(method_cls: type[Method]) -> None:
         method.translate(x, "a2c")  # type: ignore[arg-type]
     method.train()
     before = {k: v.clone() for k, v in method.state_dict().items()}
+    global_rng = torch.get_rng_state()
     for step in range(2):
         losses = train_step(method, Batch(x, x.flip(0)), step)
         assert losses and all(math.isfinite(v) for v in losses.values())
     changed = [k for k, v in method.state_dict().items() if not torch.equal(v, before[k])]
     assert changed, "a training step must update some weights"
+    # Randomness is an argument: a step draws from the generator the loop passes, never the global RNG.
+    assert torch.equal(torch.get_rng_state(), global_rng), "a training step drew from torch's global RNG"
 
 
 def test_method_state_round_trips(method_cls: type[Method]) -> None:

@@ -8,7 +8,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from bench.train import Checkpointer, TrainingDiverged, TrainPlan, default_total_steps, train
+from bench.errors import BenchError
+from bench.train import Checkpointer, TrainingDiverged, TrainPlan, default_total_steps, harness_checkpoint, train
 from methods.base import Method, Update
 from methods.cyclegan import CycleGAN
 
@@ -109,7 +110,7 @@ def _tiny(name: str, seed: int = 0) -> Method:
 @pytest.mark.parametrize("name", ["cyclegan", "ugatit", "stargan_v2", "council", "gnr"])
 def test_every_method_resumes_exactly(name: str, toyfaces_small, tmp_path: Path) -> None:
     """Stopped after a checkpoint and resumed in a process whose global RNG has moved on, every method ends
-    with the tensors of an uninterrupted run: the checkpoint and the data order hold all the randomness."""
+    with the tensors of an uninterrupted run: every random stream is a function of (seed, step)."""
     straight = _tiny(name)
     train(straight, toyfaces_small, _plan(4), tmp_path / "straight", Accelerator(cpu=True), FINGERPRINT)
     crashed = _tiny(name)
@@ -160,7 +161,7 @@ def test_non_finite_loss_stops_with_a_clear_error(toyfaces_small, tmp_path: Path
     method = _method()
     diverged = torch.tensor(float("nan"), requires_grad=True)
     monkeypatch.setattr(
-        method, "training_step", lambda nets, batch, step: iter([Update("G", diverged, {"G": diverged})])
+        method, "training_step", lambda nets, batch, step, rng: iter([Update("G", diverged, {"G": diverged})])
     )
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 0"):
         train(method, toyfaces_small, _plan(2), tmp_path, Accelerator(cpu=True), FINGERPRINT)
@@ -186,3 +187,15 @@ def test_resume_finds_a_checkpoint_whose_configuration_holds_tuples(tmp_path: Pa
     (run_dir / "checkpoints" / "step_0000040.pt").write_bytes(b"")
     assert find_resumable(tmp_path, "gnr", fingerprint) == run_dir / "checkpoints" / "step_0000040.pt"
     assert find_resumable(tmp_path, "gnr", {**fingerprint, "seed": 1}) is None
+
+
+def test_a_checkpoint_of_the_old_format_is_scored_but_not_resumed(toyfaces_small, tmp_path: Path) -> None:
+    """Format 1 saved global RNG states and drew other random streams: resuming it could not be exact."""
+    method = _method()
+    result = train(method, toyfaces_small, _plan(1), tmp_path, Accelerator(cpu=True), FINGERPRINT)
+    payload = Checkpointer.load(result.checkpoint)
+    old = tmp_path / "old.pt"
+    torch.save({**payload, "format": 1}, old)
+    assert harness_checkpoint(old) is not None  # the network layout is the same: it can be scored
+    with pytest.raises(BenchError, match="format 1.*resumes format 2"):
+        train(_method(), toyfaces_small, _plan(2), tmp_path / "again", Accelerator(cpu=True), FINGERPRINT, old)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.data.images import ImageSet, uint8_to_float
+from bench.seeds import AUGMENT, LOADER, SHUFFLE, training_seed
 from methods.base import Batch
 
 
@@ -31,12 +31,6 @@ class Augment:
         if self.flip and torch.rand((), generator=generator) < 0.5:
             image = image.flip(-1)
         return image
-
-
-def mix_seed(*values: int) -> int:
-    """A 62-bit seed from integers, the same on every platform and Python version."""
-    digest = hashlib.sha256(",".join(map(str, values)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**62 - 1)
 
 
 # A sample is addressed by (index in A, index in B, augmentation seed).
@@ -87,7 +81,7 @@ class StepSampler(Sampler[list[SampleKey]]):
         if key not in self._cache:
             self._cache = {k2: v for k2, v in self._cache.items() if k2[0] != domain}  # keep one epoch per domain
             self._cache[key] = torch.randperm(
-                n, generator=torch.Generator().manual_seed(mix_seed(self.seed, domain, epoch))
+                n, generator=torch.Generator().manual_seed(training_seed(self.seed, SHUFFLE, domain, epoch))
             )
         return int(self._cache[key][k % n])
 
@@ -99,7 +93,7 @@ class StepSampler(Sampler[list[SampleKey]]):
             batch = []
             for j in range(self.batch_size):
                 k = (step * self.world + self.rank) * self.batch_size + j
-                aug_seed = mix_seed(self.seed, 2, k)
+                aug_seed = training_seed(self.seed, AUGMENT, k)
                 batch.append((self._position(0, self.n_a, k), self._position(1, self.n_b, k), aug_seed))
             yield batch
 
@@ -118,14 +112,12 @@ def training_batches(
 ) -> Iterator[Batch]:
     """Batches for steps start_step .. total_steps - 1, images as float in [-1, 1]."""
     sampler = StepSampler(len(set_a), len(set_b), batch_size, seed, start_step, total_steps, rank, world)
-    # Its own generator: without one, starting the DataLoader's iterator draws a base seed from the global
-    # RNG, so a resumed run (global RNG restored from the checkpoint, then this draw) would diverge from an
-    # uninterrupted one in every method that samples from the global RNG.
+    # Its own generator: without one, starting the iterator draws a base seed from torch's global RNG.
     loader = DataLoader(
         UnpairedImages(set_a, set_b, augment),
         batch_sampler=sampler,
         num_workers=workers,
-        generator=torch.Generator().manual_seed(mix_seed(seed, 3, start_step)),
+        generator=torch.Generator().manual_seed(training_seed(seed, LOADER, start_step)),
     )
     for a, b in loader:
         yield Batch(uint8_to_float(a), uint8_to_float(b))

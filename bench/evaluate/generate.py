@@ -15,7 +15,6 @@ from __future__ import annotations
 from functools import cached_property
 
 import kornia.augmentation as K
-import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
@@ -23,22 +22,9 @@ from torch import Tensor
 
 from bench.data.images import float_to_uint8, uint8_to_float
 from bench.evaluate.translator import Translator, device_of
+from bench.seeds import stream_seed
 
 KINDS = ("outputs", "styles", "dfid", "augmented", "equivariance")
-
-
-def stream_seed(seed: int, *path: int) -> int:
-    """The seed of the random stream at `path` under `seed`, as one 64-bit integer for torch.Generator.
-
-    numpy's SeedSequence does the mixing: `path` is its spawn key, so this is the seed of the child
-    SeedSequence(seed).spawn(path[0] + 1)[path[0]], and so on down the path, streams it designs to be
-    independent, the same on every platform. Path entries are indices below 2**32 (SeedSequence splits
-    larger ones into 32-bit words, so (2**32,) would equal (0, 1)).
-    """
-    if any(not 0 <= index < 2**32 for index in path):
-        raise ValueError(f"stream path entries must be in [0, 2**32), got {path}")
-    # SeedSequence takes non-negative entropy only; negative seeds, which the CLI accepts, wrap around
-    return int(np.random.SeedSequence(seed % 2**64, spawn_key=path).generate_state(1, np.uint64)[0])
 
 
 def resize_uint8(images: Tensor, size: int) -> Tensor:
