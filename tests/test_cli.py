@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from bench.__main__ import main
@@ -275,6 +276,38 @@ def test_toyfaces_run_tracks_reports_and_reproduces(in_tmp: Path, fid_inception)
     third = _results(in_tmp)[2]
     assert measured(table) == measured(third)
     assert '"resumed_from": 4' in sorted((in_tmp / "reports").glob("*/results.json"))[2].read_text()
+
+
+@pytest.mark.slow
+def test_resume_continues_every_method_from_its_checkpoint(in_tmp: Path, standin) -> None:
+    """`--resume` after a run that died past its step-2 checkpoint continues at step 2, not 0, and ends with
+    the weights the uninterrupted run ended with, for every registered method."""
+    from bench.train import Checkpointer
+
+    names = METHODS.names()
+    args = ["run", "--methods", ",".join(names), "--steps", "4", "--checkpoint-every", "2", *SMALL]
+    args += ["--metrics", "fid", "--no-track"]
+    assert main(args) == 0
+    (first,) = (in_tmp / "runs").iterdir()
+    uninterrupted = {}
+    for name in names:
+        final = first / name / "checkpoints" / "step_0000004.pt"
+        uninterrupted[name] = Checkpointer.load(final)["networks"]
+        final.unlink()  # as if the process had been killed after its step-2 checkpoint
+    assert main([*args, "--resume"]) == 0
+    (second,) = set((in_tmp / "runs").iterdir()) - {first}
+    methods = json.loads(sorted((in_tmp / "reports").glob("*/results.json"))[-1].read_text())["methods"]
+    for name in names:
+        info = methods[name]
+        assert info["train"]["resumed_from"] == 2 and info["train"]["steps"] == 4, name
+        resumed = Checkpointer.load(second / name / "checkpoints" / "step_0000004.pt")["networks"]
+        differing = [
+            f"{attr}.{key}"
+            for attr, state in uninterrupted[name].items()
+            for key, tensor in state.items()
+            if not torch.equal(tensor, resumed[attr][key])
+        ]
+        assert not differing, f"{name}: {len(differing)} tensors differ after --resume, e.g. {differing[:3]}"
 
 
 @pytest.mark.slow
