@@ -216,6 +216,19 @@ def _method_path(text: str) -> tuple[str, str]:
     return method.strip(), path
 
 
+def _add_translate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", required=True, help="registered method name (python -m bench list)")
+    p.add_argument("--official", required=True, type=Path, help="the authors' released checkpoint file or folder")
+    p.add_argument("--input", required=True, type=Path, help="folder of images to translate (searched recursively)")
+    p.add_argument("--output", required=True, type=Path, help="folder for the translated <name>.png files")
+    p.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="a2b (default) or b2a")
+    p.add_argument("--preset", default="paper", help="the preset the checkpoint was trained with (default: paper)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the styles multimodal methods draw (one per image)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace PNGs already in --output")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -232,6 +245,9 @@ def parser() -> argparse.ArgumentParser:
     data_actions = data.add_subparsers(dest="data_action", required=True)
     add_fetch_arguments(data_actions.add_parser("fetch", help="download, verify and lay out a dataset"))
     add_weights_arguments(sub.add_parser("weights", help="pretrained files: ls, fetch, import, verify"))
+    _add_translate_arguments(
+        sub.add_parser("translate", help="translate a folder of images with a released checkpoint")
+    )
     sub.add_parser("list", help="list registered methods, datasets and metrics")
     report = sub.add_parser("report", help="rebuild the HTML report of a past run from its results.json")
     report.add_argument("results", type=Path, help="path to results.json")
@@ -402,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.data.fetch import run_fetch
 
             return run_fetch(args)
+        if args.command == "translate":
+            from bench.translate import run_translate
+
+            return run_translate(args)
         if args.command == "weights":
             from bench.weights_cli import run_weights
 

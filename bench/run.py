@@ -29,6 +29,7 @@ from bench.errors import BenchError, ConfigError
 from bench.evaluate.cache import FeatureCache
 from bench.evaluate.evaluator import Evaluator, metric_extractors
 from bench.evaluate.metrics import Metric
+from bench.official import read_state
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
 from bench.results import RunResult
@@ -318,7 +319,7 @@ def _run_method(
         set_seed(cfg.seed)  # weight initialisation draws from the global generators
         method = cls(method_cfg)
         for network, resolved in s.pretrained[name].items():
-            method.attach_pretrained(network, str(resolved.path) if resolved.path else None)
+            method.attach_pretrained(network, read_state(resolved.path) if resolved.path else None)
         pretrained = {
             n: {"label": r.label, "sha256": r.sha256, "standard": r.standard} for n, r in s.pretrained[name].items()
         }

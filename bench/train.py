@@ -26,6 +26,7 @@ from bench.data.folder import TwoDomainDataset
 from bench.data.images import float_to_uint8, uint8_to_float
 from bench.data.loader import Augment, training_batches
 from bench.errors import BenchError
+from bench.official import load_official
 from bench.seeds import STEP, training_seed
 from methods.base import Batch, Method, Networks
 
@@ -330,7 +331,7 @@ def harness_checkpoint(path: str | Path) -> dict[str, Any] | None:
         return None  # a folder of official files (Council GAN)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip-format torch file, or one weights_only refuses: load_official decides
+    except Exception:  # not a zip-format torch file, or one weights_only refuses: bench.official decides
         return None
     if isinstance(payload, dict) and payload.get("format") in SCORABLE_FORMATS and "networks" in payload:
         return payload
@@ -338,7 +339,7 @@ def harness_checkpoint(path: str | Path) -> dict[str, Any] | None:
 
 
 def load_checkpoint(method: Method, path: str) -> str:
-    """Load a harness checkpoint's networks, or the authors' released file through `load_official`.
+    """Load a harness checkpoint's networks, or the authors' released file through `bench.official`.
 
     Returns "harness" or "official". Every failure is a BenchError that says what to check.
     """
@@ -352,7 +353,7 @@ def load_checkpoint(method: Method, path: str) -> str:
             raise BenchError(f"{path} does not fit {method.name} as configured: {error}") from error
         return "harness"
     try:
-        method.load_official(str(Path(path).expanduser()))
+        load_official(method, path)
     except (ValueError, KeyError, RuntimeError, OSError) as error:
         raise BenchError(
             f"{method.name} could not load {path} as its released checkpoint: {error}\n"

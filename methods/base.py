@@ -203,12 +203,12 @@ class Method(nn.Module, ABC):
         """Pretrained networks this config's losses need, by harness catalogue name ("vgg16", ...).
 
         Each maps to whether a random stand-in is acceptable (tiny presets) or not (paper presets). The
-        harness finds and checks the files and passes them to `attach_pretrained` before training.
+        harness finds, checks and reads the files and passes their states to `attach_pretrained` before training.
         """
         return {}
 
-    def attach_pretrained(self, name: str, path: str | None) -> None:
-        """Load pretrained network `name` from the published state_dict at `path`; None means a random stand-in."""
+    def attach_pretrained(self, name: str, state: dict[str, Tensor] | None) -> None:
+        """Load pretrained network `name` from its published state_dict; None means a random stand-in."""
         raise ConfigError(f"{self.name} uses no pretrained network {name!r}")
 
     # -- inference --------------------------------------------------------------------------------
@@ -237,9 +237,28 @@ class Method(nn.Module, ABC):
         """Draw `n` style codes for `direction`; None for unimodal methods."""
         return None
 
+    # -- released checkpoints (the harness reads the files: bench/official.py) ------------------------
+    official_files: ClassVar[tuple[str, ...]] = ()  # glob patterns of the authors' released files in a folder
+
+    def translation_networks(self, direction: Direction) -> tuple[str, ...]:
+        """Sub-module paths `translate(..., direction)` runs: a released checkpoint must fill them all."""
+        return ()
+
+    def pick_official(self, names: list[str]) -> list[str]:
+        """Which of a folder's file names matching `official_files` to read (sorted); all by default.
+        FileNotFoundError when a needed file is missing."""
+        return names
+
     @abstractmethod
-    def load_official(self, path: str) -> None:
-        """Load a checkpoint released by the method's authors, in their file layout."""
+    def convert_official(
+        self, files: dict[str, Any], direction: Direction | None = None
+    ) -> dict[str, dict[str, Tensor]]:
+        """The authors' released states as this method's, without touching any file.
+
+        `files` maps file names to what `torch.load` read from them; the result maps sub-module paths
+        (`"G_A"`, `"gen_a2b.3"`) to their state_dicts. `direction` says which direction a single-direction
+        file translates where its name does not. ValueError when the files are not this method's.
+        """
 
     def parameter_counts(self) -> dict[str, int]:
         return {attr: sum(p.numel() for p in getattr(self, attr).parameters()) for attr in self.networks}
@@ -266,8 +285,8 @@ def check_direction(direction: str) -> Direction:
     return direction  # type: ignore[return-value]
 
 
-def load_state_dict_checked(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
-    """`load_state_dict(strict=True)` with an error that names what differs instead of a shape dump."""
+def state_mismatch(module: nn.Module, state: dict[str, Tensor]) -> str | None:
+    """What keeps `state` from loading strictly into `module` (missing, unexpected, mis-shaped keys), or None."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -276,14 +295,20 @@ def load_state_dict_checked(module: nn.Module, state: dict[str, Tensor], source:
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
-    if missing or unexpected or mismatched:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-            if items:
-                more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
-                parts.append(f"{len(items)} {label}: {'; '.join(items[:3])}{more}")
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            parts.append(f"{len(items)} {label}: {'; '.join(items[:3])}{more}")
+    return " | ".join(parts) or None
+
+
+def load_state_dict_checked(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """`load_state_dict(strict=True)` with an error that names what differs instead of a shape dump."""
+    mismatch = state_mismatch(module, state)
+    if mismatch:
         raise ValueError(
-            f"{source} does not fit {type(module).__name__} as configured ({' | '.join(parts)}). "
+            f"{source} does not fit {type(module).__name__} as configured ({mismatch}). "
             "Check that the preset matches the checkpoint (image size, channels, blocks)."
         )
     module.load_state_dict(state, strict=True)

@@ -57,7 +57,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -74,7 +73,6 @@ from methods.base import (
     Networks,
     Update,
     check_direction,
-    load_state_dict_checked,
 )
 
 # `<a2b|b2a>_<gen|dis|dis_council>_<member>_<8-digit iteration>.pt`, the official snapshot names.
@@ -633,51 +631,45 @@ class CouncilGAN(Method):
         outputs = [self._run(x, direction, styles[:, j], picks) for picks in chosen for j in range(num_styles)]
         return torch.stack(outputs, 1)
 
-    def load_official(self, path: str, direction: Direction | None = None, member: int | None = None) -> None:
-        """Load official snapshot files (each a dict {'b2a' or 'a2b': state_dict}, saved from CUDA).
+    def translation_networks(self, direction: Direction) -> tuple[str, ...]:
+        return tuple(f"gen_{check_direction(direction)}.{i}" for i in range(len(self._council("gen", direction))))
 
-        `path` is one file (`b2a_gen_3_01000000.pt`: role and member from the name, else a generator and
-        `member` or 0), a directory of such files (every member's generator is required; dis and dis_council
-        files load when present; the newest iteration of each), or the official `--checkpoint` prefix
-        `<dir>/01000000`. Official b2a files go to "a2b" and a2b files to "b2a" (the Council copy of
-        selfie2anime has the domains swapped) unless `direction` names the target.
-        """
-        source = Path(path)
-        if source.is_file():
-            match = OFFICIAL_FILE.search(source.name)
+    official_files = ("*_gen_*.pt", "*_dis_*.pt")  # `dis_council` files match the second pattern too
+
+    def pick_official(self, names: list[str]) -> list[str]:
+        """The newest iteration of each (direction, role, member) of a snapshot folder; every member's
+        generator of a direction must be there."""
+        newest: dict[tuple[str, str, int], str] = {}
+        for name in names:  # sorted, so a later iteration replaces an earlier one
+            if match := OFFICIAL_FILE.search(name):
+                newest[(match.group(1), match.group(2), int(match.group(3)))] = name
+        for official in sorted({d for d, _, _ in newest}):
+            missing = [i for i in range(self.config.council_size) if (official, "gen", i) not in newest]
+            if missing:
+                raise FileNotFoundError(f"no generator file for members {missing} of official direction {official}")
+        return sorted(newest.values())
+
+    def convert_official(
+        self, files: dict[str, Any], direction: Direction | None = None
+    ) -> dict[str, dict[str, Tensor]]:
+        """Official snapshot files, each a dict {'b2a' or 'a2b': state_dict} named
+        `<a2b|b2a>_<gen|dis|dis_council>_<member>_<iteration>.pt`; a file of another name is member 0's
+        generator. Official b2a files go to "a2b" and a2b files to "b2a" (the Council copy of selfie2anime
+        has the domains swapped) unless `direction` names the target."""
+        states = {}
+        for name, state in files.items():
+            match = OFFICIAL_FILE.search(name)
             target = direction or (SWAPPED[match.group(1)] if match else self.directions[0])
             role, index = (match.group(2), int(match.group(3))) if match else ("gen", 0)
-            self._load_file(source, role, target, index if member is None else member)
-            return
-        if source.is_dir():
-            candidates = sorted(source.glob("*.pt"))
-        elif re.fullmatch(r"\d{8}", source.name) and source.parent.is_dir():
-            candidates = sorted(source.parent.glob(f"*_{source.name}.pt"))
-        else:
-            raise FileNotFoundError(f"{source} is neither a file, a directory nor an official <dir>/<iteration> prefix")
-        newest: dict[tuple[str, str, int], Path] = {}  # (target direction, role, member) -> file
-        for file in candidates:  # sorted, so a later iteration replaces an earlier one
-            if match := OFFICIAL_FILE.search(file.name):
-                newest[(direction or SWAPPED[match.group(1)], match.group(2), int(match.group(3)))] = file
-        targets = sorted({d for d, _, _ in newest})
-        if not targets:
-            raise FileNotFoundError(f"{source} holds no official <a2b|b2a>_gen_<member>_<iteration>.pt file")
-        for target in targets:
-            missing = [i for i in range(self.config.council_size) if (target, "gen", i) not in newest]
-            if missing:
-                raise FileNotFoundError(f"{source}: no generator file for members {missing} of direction {target}")
-        for (target, role, index), file in sorted(newest.items()):
-            self._load_file(file, role, target, index)
-
-    def _load_file(self, file: Path, role: str, direction: str, index: int) -> None:
-        self.members(direction)  # a clear error for an untrained direction
-        council = self._council(role, direction)
-        if not 0 <= index < len(council):
-            raise ValueError(f"{file}: member {index} is outside this preset's council of {len(council)}")
-        state = torch.load(file, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and len(state) == 1 and next(iter(state)) in ("a2b", "b2a"):
-            state = next(iter(state.values()))  # official layout: {'b2a': state_dict}
-        load_state_dict_checked(council[index], state, str(file))
+            self.members(target)  # a clear error for an untrained direction
+            if not 0 <= index < self.config.council_size:
+                raise ValueError(
+                    f"{name}: member {index} is outside this preset's council of {self.config.council_size}"
+                )
+            if isinstance(state, dict) and len(state) == 1 and next(iter(state)) in ("a2b", "b2a"):
+                state = next(iter(state.values()))  # official layout: {'b2a': state_dict}
+            states[f"{role}_{target}.{index}"] = state
+        return states
 
 
 def _push(history: Tensor, value: float) -> Tensor:

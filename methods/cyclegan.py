@@ -23,6 +23,7 @@ Deviations from the official code, each for a reason:
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -39,7 +40,6 @@ from methods.base import (
     Networks,
     Update,
     check_direction,
-    load_state_dict_checked,
 )
 
 
@@ -293,32 +293,29 @@ class CycleGAN(Method):
         generator_net = self.G_A if check_direction(direction) == "a2b" else self.G_B
         return generator_net(x)  # deterministic: no style input
 
-    def load_official(self, path: str, direction: Direction | None = None) -> None:
-        """Load an official generator file: `latest_net_G_A.pth`, `<epoch>_net_G_B.pth` or a released `<name>.pth`.
+    def translation_networks(self, direction: Direction) -> tuple[str, ...]:
+        return ("G_A",) if check_direction(direction) == "a2b" else ("G_B",)
 
-        A file named `*net_G_B*` goes to G_B (B->A); any other single file to G_A (A->B) unless `direction`
-        says otherwise. A directory is searched for `latest_net_{G_A,G_B,D_A,D_B}.pth`.
+    official_files = tuple(f"latest_net_{n}.pth" for n in ("G_A", "G_B", "D_A", "D_B"))
+
+    def convert_official(
+        self, files: dict[str, Any], direction: Direction | None = None
+    ) -> dict[str, dict[str, Tensor]]:
+        """Official `latest_net_G_A.pth`, `<epoch>_net_D_B.pth` or a released generator `<name>.pth`.
+
+        A file named `*net_<G_A|G_B|D_A|D_B>*` goes to that network; a released generator of another name
+        (`horse2zebra.pth`) to the generator of `direction`, G_A (A->B) by default. Pre-0.4 files' instance-norm running statistics
+        (the official code drops them too) are left out.
         """
-        from pathlib import Path
-
-        source = Path(path)
-        if source.is_dir():
-            found = {
-                n: source / f"latest_net_{n}.pth" for n in self.networks if (source / f"latest_net_{n}.pth").exists()
-            }
-            if not found:
-                raise FileNotFoundError(f"{source} holds no latest_net_{{G_A,G_B,D_A,D_B}}.pth file")
-            for attr, file in found.items():
-                load_state_dict_checked(getattr(self, attr), _official_state(file), str(file))
-            return
-        if direction is None:
-            direction = "b2a" if "net_G_B" in source.name else "a2b"
-        target = self.G_A if check_direction(direction) == "a2b" else self.G_B
-        load_state_dict_checked(target, _official_state(source), str(source))
-
-
-def _official_state(path: Any) -> dict[str, Tensor]:
-    """Read an official state_dict, dropping the instance-norm running stats that pre-0.4 files carry."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    legacy = ("running_mean", "running_var", "num_batches_tracked")
-    return {k: v for k, v in state.items() if not k.endswith(legacy)}
+        states = {}
+        for name, state in files.items():
+            named = re.search(r"net_(G_A|G_B|D_A|D_B)", name)
+            if named:
+                attr = named.group(1)
+            else:
+                attr = "G_A" if check_direction(direction or "a2b") == "a2b" else "G_B"
+            if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+                raise ValueError(f"{name} is not a CycleGAN network state_dict (found {type(state).__name__})")
+            legacy = ("running_mean", "running_var", "num_batches_tracked")
+            states[attr] = {k: v for k, v in state.items() if not k.endswith(legacy)}
+        return states

@@ -60,8 +60,8 @@ from methods.base import (
     Networks,
     Update,
     check_direction,
-    load_state_dict_checked,
     seeded_global_rng,
+    state_mismatch,
 )
 
 
@@ -479,21 +479,21 @@ class GNR(Method):
     def pretrained_networks(cls, config: MethodConfig) -> dict[str, bool]:
         return {"vgg16": bool(getattr(config, "vgg_standin_ok", False))}
 
-    def attach_pretrained(self, name: str, path: str | None) -> None:
-        """Build LPIPS(VGG) without downloads; copy torchvision `features.N.*` weights into its trunk from `path`."""
+    def attach_pretrained(self, name: str, state: dict[str, Tensor] | None) -> None:
+        """Build LPIPS(VGG) without downloads; copy torchvision VGG16 `features.N.*` weights into its trunk."""
         if name != "vgg16":
-            super().attach_pretrained(name, path)
+            super().attach_pretrained(name, state)
         perceptual = copy.deepcopy(_random_lpips_vgg())
-        if path is not None:
-            features = {
-                k.removeprefix("features."): v
-                for k, v in torch.load(path, map_location="cpu", weights_only=True).items()
-                if k.startswith("features.")
-            }
+        if state is not None:
+            if not isinstance(state, dict):
+                raise ValueError(f"the vgg16 weights are a {type(state).__name__}, not a torchvision VGG16 state_dict")
+            features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
             trunk = perceptual.net  # slice1..slice5 keep torchvision's child indices: slice2.5.weight = features.5
             missing = [k for k in trunk.state_dict() if k.split(".", 1)[1] not in features]
             if missing:
-                raise ValueError(f"{path} is not a torchvision VGG16 state_dict: no features.* for {missing[:3]}")
+                raise ValueError(
+                    f"the vgg16 weights are not a torchvision VGG16 state_dict: no features.* for {missing[:3]}"
+                )
             trunk.load_state_dict({k: features[k.split(".", 1)[1]] for k in trunk.state_dict()})
         self._frozen["lpips"] = perceptual.eval().requires_grad_(False)
 
@@ -501,7 +501,7 @@ class GNR(Method):
         if "lpips" not in self._frozen:
             if not self.config.vgg_standin_ok:
                 raise ConfigError(
-                    "GNR's cycle LPIPS loss needs ImageNet VGG16 weights: call attach_pretrained('vgg16', path) "
+                    "GNR's cycle LPIPS loss needs ImageNet VGG16 weights: call attach_pretrained('vgg16', state) "
                     "first (bench run does, from --weights vgg16=...)"
                 )
             self.attach_pretrained("vgg16", None)
@@ -631,25 +631,34 @@ class GNR(Method):
             style = self.sample_style(x.shape[0], direction, generator)
         return source("decode", content, style.to(x)).clamp(-1, 1)  # the decoder ends without tanh
 
-    def load_official(self, path: str) -> None:
-        """Load `GNR_checkpoint.pt` (entry `G_A2B_ema`, selfie -> anime) or a full training `ck.pt`.
+    def translation_networks(self, direction: Direction) -> tuple[str, ...]:
+        return ("G_A2B_ema",) if check_direction(direction) == "a2b" else ("G_B2A_ema",)
 
-        Entries G_A2B, G_B2A, G_A2B_ema, G_B2A_ema load strictly; D_A, D_B, D_L load when they fit the
-        main-branch definition and are skipped with a warning otherwise (a later train-branch D differs). A bare
-        generator state_dict is read as G_A2B_ema.
+    official_files = ("GNR_checkpoint.pt",)
+
+    def convert_official(
+        self, files: dict[str, Any], direction: Direction | None = None
+    ) -> dict[str, dict[str, Tensor]]:
+        """`GNR_checkpoint.pt` (entry `G_A2B_ema`, selfie -> anime) or a full training `ck.pt`.
+
+        Entries G_A2B, G_B2A, G_A2B_ema, G_B2A_ema are taken as they are (and must fit); D_A, D_B, D_L only
+        when they fit the main-branch definition, else they are skipped with a warning (a later train-branch D
+        differs). A bare generator state_dict is read as G_A2B_ema.
         """
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if len(files) != 1:
+            raise ValueError(f"GANs N' Roses releases one checkpoint file, got {len(files)}: {sorted(files)}")
+        ((path, checkpoint),) = files.items()
         if isinstance(checkpoint, dict) and "mapping.0.weight" in checkpoint:
             checkpoint = {"G_A2B_ema": checkpoint}
         if not isinstance(checkpoint, dict) or "G_A2B_ema" not in checkpoint:
             keys = list(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
             raise ValueError(f"{path} is not a GANs N' Roses checkpoint: no 'G_A2B_ema' entry (found {keys})")
-        for attr in ("G_A2B_ema", "G_A2B", "G_B2A", "G_B2A_ema"):
-            if attr in checkpoint:
-                load_state_dict_checked(getattr(self, attr), checkpoint[attr], f"{path} [{attr}]")
+        states = {a: checkpoint[a] for a in ("G_A2B_ema", "G_A2B", "G_B2A", "G_B2A_ema") if a in checkpoint}
         for attr in ("D_A", "D_B", "D_L"):
             if attr in checkpoint:
-                try:
-                    load_state_dict_checked(getattr(self, attr), checkpoint[attr], f"{path} [{attr}]")
-                except ValueError as error:
-                    warnings.warn(f"skipped {attr}: {error}", stacklevel=2)
+                mismatch = state_mismatch(getattr(self, attr), checkpoint[attr])
+                if mismatch:
+                    warnings.warn(f"skipped {attr} of {path}: {mismatch}", stacklevel=2)
+                else:
+                    states[attr] = checkpoint[attr]
+        return states

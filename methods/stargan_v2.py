@@ -72,7 +72,6 @@ from methods.base import (
     Networks,
     Update,
     check_direction,
-    load_state_dict_checked,
 )
 
 NUM_DOMAINS = 2  # the dataset's A (0) and B (1)
@@ -484,13 +483,26 @@ class StarGANv2(Method):
         return self.generator_ema(x, style).clamp(-1, 1)  # the generator ends without tanh
 
     # -- official checkpoints ---------------------------------------------------------------------
-    def load_official(self, path: str) -> None:
-        """Load an official `<step>_nets_ema.ckpt` (generator, mapping_network, style_encoder) or `_nets.ckpt`.
+    def translation_networks(self, direction: Direction) -> tuple[str, ...]:
+        return ("generator_ema", "mapping_network_ema", "style_encoder_ema")  # one generator, both directions
+
+    official_files = ("*_nets_ema.ckpt",)
+
+    def pick_official(self, names: list[str]) -> list[str]:
+        """The newest `<iteration>_nets_ema.ckpt` of a checkpoint folder."""
+        return [max(names, key=lambda n: int(m.group(1)) if (m := re.match(r"(\d+)_nets_ema", n)) else -1)]
+
+    def convert_official(
+        self, files: dict[str, Any], direction: Direction | None = None
+    ) -> dict[str, dict[str, Tensor]]:
+        """An official `<step>_nets_ema.ckpt` (generator, mapping_network, style_encoder) or `_nets.ckpt`.
 
         The generator, mapping network and style encoder go into both the trained networks and their EMA
         copies (translation uses the EMA copies); the discriminator of a `_nets.ckpt` into `discriminator`.
         """
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if len(files) != 1:
+            raise ValueError(f"StarGAN v2 releases one *_nets_ema.ckpt, got {len(files)} files: {sorted(files)}")
+        ((path, checkpoint),) = files.items()
         needed = ("generator", "mapping_network", "style_encoder")
         if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in needed):
             found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
@@ -498,11 +510,10 @@ class StarGANv2(Method):
         if "param_groups" in checkpoint["generator"]:
             raise ValueError(f"{path} holds optimiser states (*_optims.ckpt); load *_nets_ema.ckpt instead")
         self._check_official_layout(checkpoint, path)
-        for name in needed:
-            for target in (getattr(self, name), getattr(self, f"{name}_ema")):
-                load_state_dict_checked(target, checkpoint[name], f"{path} [{name}]")
+        states = {f"{name}{copy}": checkpoint[name] for name in needed for copy in ("", "_ema")}
         if "discriminator" in checkpoint:
-            load_state_dict_checked(self.discriminator, checkpoint["discriminator"], f"{path} [discriminator]")
+            states["discriminator"] = checkpoint["discriminator"]
+        return states
 
     def _check_official_layout(self, checkpoint: dict[str, dict[str, Tensor]], path: str) -> None:
         """Name the two official variants this config cannot hold (domain count, w_hpf) before any shape check."""

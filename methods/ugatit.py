@@ -36,6 +36,7 @@ Deviations from the official code, each for a reason:
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -54,7 +55,6 @@ from methods.base import (
     Networks,
     Update,
     check_direction,
-    load_state_dict_checked,
 )
 
 
@@ -435,15 +435,27 @@ class UGATIT(Method):
             raise ValueError(f"the full U-GAT-IT generator only takes {size}x{size} images, got {tuple(x.shape)}")
         return net(x)[0].clamp(-1, 1)  # deterministic: no style input
 
-    def load_official(self, path: str) -> None:
-        """Load a UGATIT-pytorch checkpoint (`<dataset>_params_<step>.pt`): a dict of the six state_dicts."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    def translation_networks(self, direction: Direction) -> tuple[str, ...]:
+        return ("genA2B",) if check_direction(direction) == "a2b" else ("genB2A",)
+
+    official_files = ("*_params_*.pt",)
+
+    def pick_official(self, names: list[str]) -> list[str]:
+        """The newest `<dataset>_params_<iteration>.pt` of a results folder."""
+        return [max(names, key=lambda n: int(m.group(1)) if (m := re.search(r"_params_(\d+)\.pt$", n)) else -1)]
+
+    def convert_official(
+        self, files: dict[str, Any], direction: Direction | None = None
+    ) -> dict[str, dict[str, Tensor]]:
+        """A UGATIT-pytorch checkpoint (`<dataset>_params_<step>.pt`): one dict of the six state_dicts."""
+        if len(files) != 1:
+            raise ValueError(f"U-GAT-IT releases one file holding all six networks, got {len(files)}: {sorted(files)}")
+        ((name, state),) = files.items()
         missing = [n for n in self.networks if not isinstance(state, dict) or n not in state]
         if missing:
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(
-                f"{path} is not a UGATIT-pytorch checkpoint: it lacks {', '.join(missing)} "
+                f"{name} is not a UGATIT-pytorch checkpoint: it lacks {', '.join(missing)} "
                 f"(expected a dict with keys {', '.join(self.networks)}; found {found})"
             )
-        for attr in self.networks:
-            load_state_dict_checked(getattr(self, attr), state[attr], f"{path} [{attr}]")
+        return {attr: state[attr] for attr in self.networks}

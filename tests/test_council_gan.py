@@ -10,6 +10,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from bench.official import load_official
 from bench.train import Checkpointer, TrainPlan, train, train_step
 from methods.base import Batch, ConfigError
 from methods.council_gan import CouncilGAN, council_comparisons, random_grayscale
@@ -97,7 +98,7 @@ def test_load_official_generator_file(tmp_path: Path, paper: CouncilGAN) -> None
     state = _official_state("gen")
     path = _save_official(tmp_path / "b2a_gen_2_01000000.pt", state)
     assert torch.load(path, weights_only=True)  # loads without unpickling code
-    paper.load_official(str(path))  # official b2a (face -> anime on the swapped copy) is our a2b
+    load_official(paper, str(path))  # official b2a (face -> anime on the swapped copy) is our a2b
     for key, value in paper.gen_a2b[2].state_dict().items():
         assert torch.equal(value, state[key]), key
     x = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -105,7 +106,7 @@ def test_load_official_generator_file(tmp_path: Path, paper: CouncilGAN) -> None
     expected = paper.gen_a2b[2](x, [style])[0].clamp(-1, 1)
     assert torch.allclose(paper.translate(x, style=style, member=2), expected)
     with pytest.raises(ValueError, match="trains only"):
-        paper.load_official(str(path), direction="b2a")
+        load_official(paper, str(path), direction="b2a")
 
 
 def test_load_official_directory_and_checkpoint_prefix(tmp_path: Path, paper: CouncilGAN) -> None:
@@ -113,22 +114,22 @@ def test_load_official_directory_and_checkpoint_prefix(tmp_path: Path, paper: Co
     for i in range(4):
         _save_official(tmp_path / f"b2a_gen_{i}_01000000.pt", {k: v + i for k, v in base.items()})
     _save_official(tmp_path / "b2a_dis_1_01000000.pt", _official_state("dis"))
-    paper.load_official(str(tmp_path))
+    load_official(paper, str(tmp_path))
     weight = "dec.model.9.conv.weight"
     assert all(torch.equal(paper.gen_a2b[i].state_dict()[weight], base[weight] + i) for i in range(4))
     assert torch.equal(paper.dis_a2b[1].state_dict()["cnns.0.4.weight"], _official_state("dis")["cnns.0.4.weight"])
     paper.gen_a2b[0].dec.model[9].conv.weight.data.zero_()
-    paper.load_official(str(tmp_path / "01000000"))  # the official --checkpoint <dir>/<iteration> form
+    load_official(paper, str(tmp_path / "01000000"))  # the official --checkpoint <dir>/<iteration> form
     assert torch.equal(paper.gen_a2b[0].state_dict()[weight], base[weight])
     (tmp_path / "b2a_gen_3_01000000.pt").unlink()
     with pytest.raises(FileNotFoundError, match=r"members \[3\]"):
-        paper.load_official(str(tmp_path))
+        load_official(paper, str(tmp_path))
 
 
 def test_load_official_explains_a_mismatch(tmp_path: Path) -> None:
     path = _save_official(tmp_path / "b2a_gen_0_01000000.pt", _official_state("gen"))
     with pytest.raises(ValueError, match="shape mismatch.*preset"):
-        _tiny().load_official(str(path))
+        load_official(_tiny(), str(path))
 
 
 # -- training -------------------------------------------------------------------------------------------------

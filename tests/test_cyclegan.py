@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.official import load_official
 from bench.train import set_learning_rates, train_step
 from methods.base import Batch
 from methods.cyclegan import CycleGAN, ImagePool
@@ -72,7 +73,7 @@ def _official_file(tmp_path: Path, name: str, legacy: bool) -> tuple[Path, dict[
 def test_load_official_generator(tmp_path: Path, paper: CycleGAN, legacy: bool) -> None:
     path, state = _official_file(tmp_path, "latest_net_G_A.pth", legacy)
     assert torch.load(path, weights_only=True)  # the official files load without unpickling code
-    paper.load_official(str(path))
+    load_official(paper, str(path))
     for key, value in paper.G_A.state_dict().items():
         assert torch.equal(value, state[key])
     x = torch.rand(1, 3, 32, 32) * 2 - 1
@@ -81,18 +82,18 @@ def test_load_official_generator(tmp_path: Path, paper: CycleGAN, legacy: bool) 
 
 def test_load_official_routes_by_name_and_directory(tmp_path: Path, paper: CycleGAN) -> None:
     _, state_b = _official_file(tmp_path, "latest_net_G_B.pth", legacy=False)
-    paper.load_official(str(tmp_path / "latest_net_G_B.pth"))
+    load_official(paper, str(tmp_path / "latest_net_G_B.pth"))
     assert torch.equal(paper.G_B.state_dict()["model.1.weight"], state_b["model.1.weight"])
-    paper.load_official(str(tmp_path))  # a directory of latest_net_*.pth files
+    load_official(paper, str(tmp_path))  # a directory of latest_net_*.pth files
     with pytest.raises(FileNotFoundError):
-        paper.load_official(str(tmp_path / "empty-dir-does-not-exist"))
+        load_official(paper, str(tmp_path / "empty-dir-does-not-exist"))
 
 
 def test_load_official_explains_a_mismatch(tmp_path: Path) -> None:
     tiny = CycleGAN.from_preset("tiny")
     path, _ = _official_file(tmp_path, "horse2zebra.pth", legacy=False)
     with pytest.raises(ValueError, match="shape mismatch.*preset"):
-        tiny.load_official(str(path))
+        load_official(tiny, str(path))
 
 
 def test_learning_rate_is_constant_then_decays_linearly() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.official import load_official, read_state
 from bench.train import train_step
 from methods.base import Batch, ConfigError
 from methods.gnr import GNR, blur_kernel
@@ -87,7 +88,7 @@ def test_load_official_released_generator_and_translate(tmp_path: Path, paper: G
     path = tmp_path / "GNR_checkpoint.pt"
     torch.save({"G_A2B_ema": state}, path)
     assert torch.load(path, weights_only=True)  # plain tensors: loads without unpickling code
-    paper.load_official(str(path))
+    load_official(paper, str(path))
     for key, value in paper.G_A2B_ema.state_dict().items():
         assert torch.equal(value, state[key]), key  # kernels included
     x = torch.rand(1, 3, 256, 256) * 2 - 1
@@ -95,14 +96,14 @@ def test_load_official_released_generator_and_translate(tmp_path: Path, paper: G
     assert y.shape == x.shape and float(y.abs().max()) <= 1.0
     with pytest.raises(ValueError, match="G_A2B_ema"):
         torch.save({"generator": state}, tmp_path / "other.pt")
-        paper.load_official(str(tmp_path / "other.pt"))
+        load_official(paper, str(tmp_path / "other.pt"))
 
 
 def test_load_official_explains_a_mismatch(tmp_path: Path) -> None:
     path = tmp_path / "GNR_checkpoint.pt"
     torch.save({"G_A2B_ema": _random_state(_manifest("G_A2B_ema"), seed=1)}, path)
     with pytest.raises(ValueError, match=r"G_A2B_ema.*(missing|shape mismatch).*preset"):
-        _tiny().load_official(str(path))
+        load_official(_tiny(), str(path))
 
 
 def test_load_official_full_training_checkpoint(tmp_path: Path) -> None:
@@ -112,7 +113,7 @@ def test_load_official_full_training_checkpoint(tmp_path: Path) -> None:
     full.update(G_optim={"state": {}, "param_groups": []}, iter=1999)
     torch.save(full, tmp_path / "ck.pt")
     with pytest.warns(UserWarning, match="skipped D_B"):
-        target.load_official(str(tmp_path / "ck.pt"))
+        load_official(target, str(tmp_path / "ck.pt"))
     for attr in ("G_A2B", "G_B2A", "G_A2B_ema", "G_B2A_ema", "D_A", "D_L"):
         for key, value in getattr(target, attr).state_dict().items():
             assert torch.equal(value, full[attr][key]), (attr, key)
@@ -123,7 +124,7 @@ def test_vgg16_weights_fill_the_lpips_trunk(tmp_path: Path) -> None:
     path, state = _vgg16_file(tmp_path)
     method = _tiny()
     rng = torch.get_rng_state()
-    method.attach_pretrained("vgg16", str(path))
+    method.attach_pretrained("vgg16", read_state(path))
     assert torch.equal(torch.get_rng_state(), rng)  # building the LPIPS network draws nothing from the run's RNG
     trunk = method._frozen["lpips"].net
     loaded = trunk.state_dict()  # lpips keeps torchvision's child indices inside slice1..slice5
@@ -136,7 +137,7 @@ def test_vgg16_weights_fill_the_lpips_trunk(tmp_path: Path) -> None:
     assert GNR.pretrained_networks(GNR.Config.tiny()) == {"vgg16": True}
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "not_vgg.pth")
     with pytest.raises(ValueError, match="VGG16"):
-        method.attach_pretrained("vgg16", str(tmp_path / "not_vgg.pth"))
+        method.attach_pretrained("vgg16", read_state(tmp_path / "not_vgg.pth"))
     with pytest.raises(ConfigError):
         method.attach_pretrained("alexnet", None)
 
@@ -147,7 +148,7 @@ def test_paper_preset_needs_vgg_weights_then_trains_a_step_at_64px(tmp_path: Pat
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with pytest.raises(ConfigError, match="VGG16"):
         train_step(method, Batch(x, x), 1)
-    method.attach_pretrained("vgg16", str(_vgg16_file(tmp_path)[0]))
+    method.attach_pretrained("vgg16", read_state(_vgg16_file(tmp_path)[0]))
     losses = train_step(method, Batch(x, x.flip(-1)), 0)  # step 0 includes the lazy R1 term
     assert set(losses) == {"D_adv", "D_r1", "G_adv", "G_consistency", "G_cycle", "G_lpips", "G_style"}
     assert all(math.isfinite(v) for v in losses.values()) and losses["D_r1"] > 0

@@ -10,6 +10,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from bench.official import load_official
 from bench.train import Checkpointer, TrainPlan, train, train_step
 from methods.base import Batch
 from methods.stargan_v2 import StarGANv2, crop_box, random_resized_crop
@@ -113,7 +114,7 @@ def test_paper_preset_runs_a_step_at_small_size() -> None:
 def test_load_official_ema_file_and_translate(tmp_path: Path, paper: StarGANv2) -> None:
     path = _official_file(tmp_path, "100000_nets_ema.ckpt", EMA_FILE)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # no pickled code in the layout
-    paper.load_official(str(path))
+    load_official(paper, str(path))
     for network in EMA_FILE:  # into the trained networks and their EMA copies
         for module in (getattr(paper, network), getattr(paper, f"{network}_ema")):
             assert all(torch.equal(v, checkpoint[network][k]) for k, v in module.state_dict().items())
@@ -130,7 +131,7 @@ def test_load_official_training_file_with_discriminator(tmp_path: Path, paper: S
     checkpoint = torch.load(path, weights_only=True)
     state = {k: torch.randn(v.shape) for k, v in checkpoint["discriminator"].items()}  # distinct values to compare
     torch.save({**checkpoint, "discriminator": state}, path)
-    paper.load_official(str(path))
+    load_official(paper, str(path))
     assert all(torch.equal(v, state[k]) for k, v in paper.discriminator.state_dict().items())
     assert not paper.generator_ema.state_dict()["from_rgb.weight"].any()  # the (zero) generator went in too
 
@@ -140,7 +141,7 @@ def test_load_official_names_a_different_domain_count(tmp_path: Path, paper: Sta
     manifests = {**files, "style_encoder": "style_encoder_nd3_afhq"}
     path = _official_file(tmp_path, "afhq_nets_ema.ckpt", manifests, random=False)
     with pytest.raises(ValueError, match="checkpoint has 3 domains, this config has 2") as error:
-        paper.load_official(str(path))
+        load_official(paper, str(path))
     assert "shape mismatch" not in str(error.value)
 
 
@@ -152,21 +153,21 @@ def test_load_official_names_a_high_pass_generator(tmp_path: Path, paper: StarGA
     path = _official_file(tmp_path, "celeba_nets_ema.ckpt", manifests, drop, random=False)
     expected = r"w_hpf=1 \(has hpf.filter" if with_filter else r"w_hpf>0 \(has hpf.filter"
     with pytest.raises(ValueError, match=expected + r".*this config has w_hpf=0"):
-        paper.load_official(str(path))
+        load_official(paper, str(path))
 
 
 def test_load_official_rejects_other_files(tmp_path: Path) -> None:
     tiny = _tiny()
     paper_file = _official_file(tmp_path, "paper_nets_ema.ckpt", EMA_FILE, random=False)
     with pytest.raises(ValueError, match=r"\[generator\] does not fit.*preset"):  # widths differ
-        tiny.load_official(str(paper_file))
+        load_official(tiny, str(paper_file))
     torch.save({"generator": {}, "mapping_network": {}}, tmp_path / "partial.ckpt")
     with pytest.raises(ValueError, match="not a StarGAN v2"):
-        tiny.load_official(str(tmp_path / "partial.ckpt"))
+        load_official(tiny, str(tmp_path / "partial.ckpt"))
     optim_state = {"state": {}, "param_groups": []}
     torch.save({k: optim_state for k in EMA_FILE}, tmp_path / "100000_optims.ckpt")
     with pytest.raises(ValueError, match="optimiser states"):
-        tiny.load_official(str(tmp_path / "100000_optims.ckpt"))
+        load_official(tiny, str(tmp_path / "100000_optims.ckpt"))
 
 
 # -- styles and translation -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from bench.official import load_official
 from bench.train import TrainPlan, set_learning_rates, train, train_step
 from methods.base import Batch, ConfigError
 from methods.ugatit import UGATIT, AdaILN, Discriminator, ResnetGenerator, instance_layer_mix
@@ -143,7 +144,7 @@ def test_load_official_checkpoint_and_translate(official_light_file: Path) -> No
         "disLA": 3_290_560,
         "disLB": 3_290_560,
     }
-    method.load_official(str(official_light_file))
+    load_official(method, str(official_light_file))
     for net in method.networks:
         for key, value in getattr(method, net).state_dict().items():
             assert torch.equal(value, state[net][key]), f"{net}.{key}"
@@ -157,11 +158,11 @@ def test_load_official_checkpoint_and_translate(official_light_file: Path) -> No
 
 def test_load_official_explains_a_mismatch(official_light_file: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\[genA2B\].*shape mismatch.*preset"):
-        _tiny().load_official(str(official_light_file))
+        load_official(_tiny(), str(official_light_file))
     bare = tmp_path / "bare_generator.pt"
     torch.save(_tiny().genA2B.state_dict(), bare)  # one state_dict instead of the six-network dict
     with pytest.raises(ValueError, match="not a UGATIT-pytorch checkpoint.*lacks genA2B"):
-        _tiny().load_official(str(bare))
+        load_official(_tiny(), str(bare))
 
 
 # -- building blocks and training rules -----------------------------------------------------------
