@@ -3,12 +3,14 @@
 Images cross every boundary of this interface as float tensors of shape (N, 3, H, W), RGB, in [-1, 1].
 Every source of randomness is an explicit `torch.Generator`, so a seed reproduces a run.
 
-This module imports only torch and the standard library: `methods` never imports the harness.
+This module imports only torch and the standard library, because every layer of the harness imports it
+(bench.data included); the import rules of the whole package are in `methods/__init__.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -283,6 +285,18 @@ def check_direction(direction: str) -> Direction:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     return direction  # type: ignore[return-value]
+
+
+def newest_file(names: list[str], iteration: str) -> list[str]:
+    """The name whose iteration number (group 1 of regex `iteration`) is largest: a folder's latest snapshot."""
+    return [max(names, key=lambda n: int(m.group(1)) if (m := re.search(iteration, n)) else -1)]
+
+
+def only_file(files: dict[str, Any], method: str) -> tuple[str, Any]:
+    """The (name, state) of a method whose authors release one file; ValueError for several."""
+    if len(files) != 1:
+        raise ValueError(f"{method} releases one checkpoint file, got {len(files)}: {', '.join(sorted(files))}")
+    return next(iter(files.items()))
 
 
 def state_mismatch(module: nn.Module, state: dict[str, Tensor]) -> str | None:

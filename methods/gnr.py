@@ -60,6 +60,7 @@ from methods.base import (
     Networks,
     Update,
     check_direction,
+    only_file,
     seeded_global_rng,
     state_mismatch,
 )
@@ -645,9 +646,7 @@ class GNR(Method):
         when they fit the main-branch definition, else they are skipped with a warning (a later train-branch D
         differs). A bare generator state_dict is read as G_A2B_ema.
         """
-        if len(files) != 1:
-            raise ValueError(f"GANs N' Roses releases one checkpoint file, got {len(files)}: {sorted(files)}")
-        ((path, checkpoint),) = files.items()
+        path, checkpoint = only_file(files, "GANs N' Roses")
         if isinstance(checkpoint, dict) and "mapping.0.weight" in checkpoint:
             checkpoint = {"G_A2B_ema": checkpoint}
         if not isinstance(checkpoint, dict) or "G_A2B_ema" not in checkpoint:

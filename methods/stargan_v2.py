@@ -72,6 +72,8 @@ from methods.base import (
     Networks,
     Update,
     check_direction,
+    newest_file,
+    only_file,
 )
 
 NUM_DOMAINS = 2  # the dataset's A (0) and B (1)
@@ -490,7 +492,7 @@ class StarGANv2(Method):
 
     def pick_official(self, names: list[str]) -> list[str]:
         """The newest `<iteration>_nets_ema.ckpt` of a checkpoint folder."""
-        return [max(names, key=lambda n: int(m.group(1)) if (m := re.match(r"(\d+)_nets_ema", n)) else -1)]
+        return newest_file(names, r"^(\d+)_nets_ema")
 
     def convert_official(
         self, files: dict[str, Any], direction: Direction | None = None
@@ -500,9 +502,7 @@ class StarGANv2(Method):
         The generator, mapping network and style encoder go into both the trained networks and their EMA
         copies (translation uses the EMA copies); the discriminator of a `_nets.ckpt` into `discriminator`.
         """
-        if len(files) != 1:
-            raise ValueError(f"StarGAN v2 releases one *_nets_ema.ckpt, got {len(files)} files: {sorted(files)}")
-        ((path, checkpoint),) = files.items()
+        path, checkpoint = only_file(files, "StarGAN v2")
         needed = ("generator", "mapping_network", "style_encoder")
         if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in needed):
             found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__

@@ -36,7 +36,6 @@ Deviations from the official code, each for a reason:
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -55,6 +54,8 @@ from methods.base import (
     Networks,
     Update,
     check_direction,
+    newest_file,
+    only_file,
 )
 
 
@@ -442,15 +443,13 @@ class UGATIT(Method):
 
     def pick_official(self, names: list[str]) -> list[str]:
         """The newest `<dataset>_params_<iteration>.pt` of a results folder."""
-        return [max(names, key=lambda n: int(m.group(1)) if (m := re.search(r"_params_(\d+)\.pt$", n)) else -1)]
+        return newest_file(names, r"_params_(\d+)\.pt$")
 
     def convert_official(
         self, files: dict[str, Any], direction: Direction | None = None
     ) -> dict[str, dict[str, Tensor]]:
         """A UGATIT-pytorch checkpoint (`<dataset>_params_<step>.pt`): one dict of the six state_dicts."""
-        if len(files) != 1:
-            raise ValueError(f"U-GAT-IT releases one file holding all six networks, got {len(files)}: {sorted(files)}")
-        ((name, state),) = files.items()
+        name, state = only_file(files, "U-GAT-IT")
         missing = [n for n in self.networks if not isinstance(state, dict) or n not in state]
         if missing:
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
