@@ -1,4 +1,4 @@
-"""Developer entry points: `nox -s tests`, `nox -s lint`, `nox -s bench`, `nox -s demo`.
+"""Developer entry points: `nox -s tests`, `nox -s lint` (ruff, import-linter), `nox -s bench`, `nox -s demo`.
 
 Sessions reuse their virtual environments (`reuse_venv`), so torch is installed once per session.
 """
@@ -18,9 +18,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    session.install("ruff>=0.6", "import-linter>=2.1")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports", "--no-cache")  # the import rules in pyproject.toml; needs no install of the project
 
 
 @nox.session

@@ -11,6 +11,10 @@ Inception has one more standard source after those: the 2015-12-05 graph convert
 TorchScript file (`bench.inception_import`), kept in the harness cache and made on first use when the
 `fid-weights` extra is installed. It is standard only while its tensors hash to the value measured at
 conversion, and its label says where it came from.
+
+This module finds, checks and loads files and runs no network. The Inception stand-in is calibrated by
+running Inception over toyfaces images, so `bench.evaluate.extract.write_inception_standin` makes it, called
+from here the first time the stand-in is needed.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
@@ -49,8 +52,8 @@ log = logging.getLogger(__name__)
 CACHE_ENV_VAR = "BENCH_CACHE"
 NON_STANDARD = "non-standard extractor"
 STANDIN_SEED = 0
-STANDIN_FEATURE_MEAN = 0.3  # order of magnitude of the published Inception's pool features
-STANDIN_VERSION = 4  # bump when write_inception_standin changes, so an old file is not reused under a new id
+# Bump when bench.evaluate.extract.write_inception_standin changes, so an old file is not reused under a new id.
+STANDIN_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -125,59 +128,12 @@ def _inception_shapes() -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in inception_skeleton().state_dict().items()}
 
 
-def write_inception_standin(path: Path, seed: int = STANDIN_SEED) -> None:
-    """InceptionV3 with fixed-seed random weights whose features still vary from image to image.
+def _write_inception_standin(path: Path) -> None:
+    # Calibrating the stand-in runs Inception over images, which only bench.evaluate.extract does; imported
+    # here, at the call, because extract imports this module.
+    from bench.evaluate.extract import write_inception_standin
 
-    Convolutions get He-normal weights; each batch norm then takes the statistics of a fixed-seed batch
-    of synthetic faces, so every layer is normalised and the pooled features keep the differences
-    between images (uncalibrated random weights give near-constant features, hence FID ~0).
-    """
-    model = inception_skeleton()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
-            elif isinstance(module, nn.BatchNorm2d):
-                module.reset_parameters()
-                module.momentum = None  # running stats = plain average over the calibration batch
-            elif isinstance(module, nn.Linear):
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / module.in_features**0.5)
-                module.bias.zero_()
-        model.train()
-        calibration = _calibration_images(48, generator)
-        model(calibration)
-        model.eval()
-        # Scale the last block's output convolutions (ReLU is positively homogeneous) so that pooled
-        # features of the calibration batch average STANDIN_FEATURE_MEAN: unscaled (~3), the cubic KID
-        # kernel is dominated by feature magnitude.
-        (features,) = model(calibration)
-        factor = STANDIN_FEATURE_MEAN / float(features.mean())
-        block = model.Mixed_7c
-        for branch in (
-            block.branch1x1,
-            block.branch3x3_2a,
-            block.branch3x3_2b,
-            block.branch3x3dbl_3a,
-            block.branch3x3dbl_3b,
-            block.branch_pool,
-        ):
-            branch.bn.weight.mul_(factor)
-            branch.bn.bias.mul_(factor)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-
-
-def _calibration_images(n: int, generator: torch.Generator, size: int = 64) -> torch.Tensor:
-    """(n, 3, size, size) uint8: rendered toyfaces of both domains, the stand-in's only use being demos."""
-    from bench.data.toyfaces import render_face, sample_factors
-
-    rng = np.random.default_rng(int(torch.randint(0, 2**31, (), generator=generator)))
-    faces = [np.asarray(render_face(sample_factors(rng), "AB"[i % 2], size, noise_seed=i)) for i in range(n)]
-    return torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).contiguous()
+    write_inception_standin(path, STANDIN_SEED)
 
 
 # -- torchvision backbones of LPIPS ------------------------------------------------------------------------
@@ -204,7 +160,7 @@ def _alexnet_features() -> nn.Module:
 
 CATALOGUE: dict[str, KnownWeights] = {
     "inception": KnownWeights(
-        "inception", "inception-v3-compat", URL_INCEPTION_V3, "FID and KID", _inception_shapes, write_inception_standin
+        "inception", "inception-v3-compat", URL_INCEPTION_V3, "FID and KID", _inception_shapes, _write_inception_standin
     ),
     "vgg16": KnownWeights(
         "vgg16",

@@ -1,4 +1,9 @@
-"""Translation methods, one file each. `methods` imports only torch, never the harness.
+"""Translation methods, one file each.
+
+`methods` never imports the harness (`bench`). Besides the standard library a method imports torch,
+torchvision, kornia and lpips (what the official code uses for its losses and augmentations);
+`methods.base`, the interface every layer of the harness imports, imports torch only. The contracts in
+pyproject.toml and tests/test_layers.py check this.
 
 Adding a method: write `methods/<name>.py` with a `Method` subclass, then add one line to CATALOGUE.
 The harness resolves names through this table lazily, so listing methods imports none of them.

@@ -1,5 +1,6 @@
 """The only module that runs feature networks over images: Inception (FID, KID), LPIPS (diversity,
-equivariance), VGG16 channel statistics (style consistency) and the optional DINOv2 / CLIP backbones.
+equivariance), VGG16 channel statistics (style consistency) and the optional DINOv2 / CLIP backbones, and
+the calibration of the Inception stand-in (`write_inception_standin`, which bench.weights calls).
 
 Every extractor carries `id` (shown next to each number, "(non-standard extractor)" appended when its
 weights are not the published ones), `weights_sha256`, `standard` and `preprocessing`, so a row of the
@@ -14,12 +15,21 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from bench.errors import WeightsError
-from bench.weights import CATALOGUE, NON_STANDARD, ResolvedWeights, sha256_file, validate_weights_file
+from bench.weights import (
+    CATALOGUE,
+    NON_STANDARD,
+    STANDIN_SEED,
+    ResolvedWeights,
+    inception_skeleton,
+    sha256_file,
+    validate_weights_file,
+)
 
 # torch-fidelity resizes uint8 inputs to 299x299 with TF1-compatible bilinear interpolation inside the network.
 INCEPTION_PREPROCESSING = "uint8 -> torch-fidelity TF1 bilinear resize to 299"
@@ -76,6 +86,65 @@ class InceptionFeatures:
             out.append(features.to("cpu", torch.float64))
             self.calls += len(chunk)
         return torch.cat(out) if out else torch.empty(0, 2048, dtype=torch.float64)
+
+
+# -- the Inception stand-in: random weights calibrated on toyfaces (bench.weights decides when to use it) ----
+STANDIN_FEATURE_MEAN = 0.3  # order of magnitude of the published Inception's pool features
+
+
+def write_inception_standin(path: Path, seed: int = STANDIN_SEED) -> None:
+    """InceptionV3 with fixed-seed random weights whose features still vary from image to image.
+
+    Convolutions get He-normal weights; each batch norm then takes the statistics of a fixed-seed batch
+    of synthetic faces, so every layer is normalised and the pooled features keep the differences
+    between images (uncalibrated random weights give near-constant features, hence FID ~0).
+    """
+    model = inception_skeleton()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+            elif isinstance(module, nn.BatchNorm2d):
+                module.reset_parameters()
+                module.momentum = None  # running stats = plain average over the calibration batch
+            elif isinstance(module, nn.Linear):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / module.in_features**0.5)
+                module.bias.zero_()
+        model.train()
+        calibration = _calibration_images(48, generator)
+        model(calibration)
+        model.eval()
+        # Scale the last block's output convolutions (ReLU is positively homogeneous) so that pooled
+        # features of the calibration batch average STANDIN_FEATURE_MEAN: unscaled (~3), the cubic KID
+        # kernel is dominated by feature magnitude.
+        (features,) = model(calibration)
+        factor = STANDIN_FEATURE_MEAN / float(features.mean())
+        block = model.Mixed_7c
+        for branch in (
+            block.branch1x1,
+            block.branch3x3_2a,
+            block.branch3x3_2b,
+            block.branch3x3dbl_3a,
+            block.branch3x3dbl_3b,
+            block.branch_pool,
+        ):
+            branch.bn.weight.mul_(factor)
+            branch.bn.bias.mul_(factor)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def _calibration_images(n: int, generator: torch.Generator, size: int = 64) -> torch.Tensor:
+    """(n, 3, size, size) uint8: rendered toyfaces of both domains, the stand-in's only use being demos."""
+    from bench.data.toyfaces import render_face, sample_factors
+
+    rng = np.random.default_rng(int(torch.randint(0, 2**31, (), generator=generator)))
+    faces = [np.asarray(render_face(sample_factors(rng), "AB"[i % 2], size, noise_seed=i)) for i in range(n)]
+    return torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).contiguous()
 
 
 def _torchvision_features(path: Path, trunk: nn.Module, known: str) -> dict[str, Tensor]:
