@@ -380,7 +380,7 @@ def _run_method(
         accelerator.wait_for_everyone()
         if s.main:
             started = time.perf_counter()
-            rows = s.evaluator.evaluate(method, run_id, preset, cfg.seed)
+            rows = s.evaluator.evaluate(method, run_id, preset, cfg.seed, tuple(info["directions"]))
             info["eval_seconds"] = time.perf_counter() - started
             s.result.rows += rows
             # the suffix keeps stand-in numbers apart from standard ones in MLflow
@@ -402,10 +402,15 @@ def _run_method(
 
 def _load_for_scoring(s: _Session, method: Method, path: str, info: dict[str, Any], run_dir: Path) -> None:
     """`bench eval`: the checkpoint's weights instead of training, and a sample grid of what it translates."""
-    kind = load_checkpoint(method, path)
+    loaded = load_checkpoint(method, path)
     method.to(s.accelerator.device).eval()
-    info["checkpoint"] = {"path": str(Path(path).expanduser().resolve()), "kind": kind}
-    log.info("%s: scoring %s checkpoint %s", method.name, kind, path)
+    info["checkpoint"] = {"path": str(Path(path).expanduser().resolve()), "kind": loaded.kind}
+    info["directions"] = list(loaded.directions)
+    unfilled = [d for d in method.directions if d not in loaded.directions]
+    if unfilled:  # scoring them would score randomly initialised networks
+        only = ", ".join(loaded.directions)
+        log.warning("%s: %s holds no weights for %s; scoring %s only", method.name, path, ", ".join(unfilled), only)
+    log.info("%s: scoring %s checkpoint %s", method.name, loaded.kind, path)
     if s.main:
         size = method.config.image_size
         grid = sample_grid(
@@ -413,6 +418,7 @@ def _load_for_scoring(s: _Session, method: Method, path: str, info: dict[str, An
             s.data.split("test", "A").load_all(size, 4),
             s.data.split("test", "B").load_all(size, 4),
             s.accelerator.device,
+            loaded.directions,
         )
         grid_path = run_dir / "samples" / "checkpoint.png"
         grid_path.parent.mkdir(parents=True, exist_ok=True)

@@ -200,16 +200,22 @@ def update_averages(method: Method) -> None:
 
 
 @torch.no_grad()
-def sample_grid(method: Method, inputs_a: torch.Tensor, inputs_b: torch.Tensor, device: torch.device) -> Image.Image:
+def sample_grid(
+    method: Method,
+    inputs_a: torch.Tensor,
+    inputs_b: torch.Tensor,
+    device: torch.device,
+    directions: tuple[str, ...] | None = None,
+) -> Image.Image:
     """Rows: A inputs, their A->B translations, B inputs, their B->A translations (uint8 inputs).
 
-    Directions the method does not translate are left out.
+    Directions the method does not translate, or not among `directions` when given, are left out.
     """
     was_training = method.training
     method.eval()
     rows = []
     for direction, inputs in (("a2b", inputs_a), ("b2a", inputs_b)):
-        if direction not in method.directions:
+        if direction not in (directions or method.directions):
             continue
         x = uint8_to_float(inputs).to(device)
         generator = torch.Generator(device=device).manual_seed(SAMPLE_SEED)
@@ -338,10 +344,17 @@ def harness_checkpoint(path: str | Path) -> dict[str, Any] | None:
     return None
 
 
-def load_checkpoint(method: Method, path: str) -> str:
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    kind: str  # "harness" or "official"
+    directions: tuple[str, ...]  # the directions whose translating networks the file filled
+
+
+def load_checkpoint(method: Method, path: str) -> LoadedCheckpoint:
     """Load a harness checkpoint's networks, or the authors' released file through `bench.official`.
 
-    Returns "harness" or "official". Every failure is a BenchError that says what to check.
+    A released file may hold one direction only (CycleGAN's `latest_net_G_A.pth`): `directions` says which
+    directions can be scored. Every failure is a BenchError that says what to check.
     """
     payload = harness_checkpoint(path)
     if payload is not None:
@@ -351,12 +364,15 @@ def load_checkpoint(method: Method, path: str) -> str:
             method.load_network_state(payload["networks"])
         except (KeyError, RuntimeError, ValueError) as error:
             raise BenchError(f"{path} does not fit {method.name} as configured: {error}") from error
-        return "harness"
+        return LoadedCheckpoint("harness", tuple(method.directions))
     try:
-        load_official(method, path)
+        filled = load_official(method, path)
     except (ValueError, KeyError, RuntimeError, OSError) as error:
         raise BenchError(
             f"{method.name} could not load {path} as its released checkpoint: {error}\n"
             f"Released checkpoints need the preset they were trained with (usually --preset paper)."
         ) from error
-    return "official"
+    directions = tuple(d for d in method.directions if set(method.translation_networks(d)) <= set(filled))
+    if not directions:
+        raise BenchError(f"{path} fills {', '.join(filled)} of {method.name}, none of which translates")
+    return LoadedCheckpoint("official", directions)

@@ -21,6 +21,7 @@ import torch
 from bench.__main__ import main
 from bench.run import load_checkpoint
 from methods.council_gan import CouncilGAN
+from methods.cyclegan import CycleGAN
 from methods.gnr import GNR
 
 SMALL = ["--data-option", "size=32", "--data-option", "n_train=16", "--data-option", "n_test=8"]
@@ -181,22 +182,30 @@ def _official_council(folder: Path) -> CouncilGAN:
 
 @pytest.mark.slow
 def test_released_checkpoints_are_scored_end_to_end(data_root: Path, in_tmp: Path, capsys) -> None:
-    """A GNR file and a Council GAN folder in the official layouts load under the tiny preset and are scored."""
+    """A GNR file and a Council GAN folder in the official layouts load under the tiny preset and are scored;
+    a CycleGAN generator file holds one direction, and only that direction is scored."""
     gnr_file, council_dir = in_tmp / "GNR_checkpoint.pt", in_tmp / "council"
     _official_gnr(gnr_file)
     _official_council(council_dir)
+    generator_a = in_tmp / "latest_net_G_A.pth"
+    torch.save(CycleGAN.from_preset("tiny").G_A.state_dict(), generator_a)
     args = ["eval", "--checkpoint", f"gnr={gnr_file}", "--checkpoint", f"council={council_dir}", "--dataset"]
+    args[1:1] = ["--checkpoint", f"cyclegan={generator_a}"]
     data = ["toyfaces", "--data-root", str(data_root), *SMALL, *FAST, "--limit", "6", "--no-track"]
     assert main([*args, *data]) == 0
     assert "Traceback" not in capsys.readouterr().err
     result = Scored.of(in_tmp)
-    assert set(result.result["methods"]) == {"gnr", "council"}
+    assert set(result.result["methods"]) == {"gnr", "council", "cyclegan"}
+    assert result.result["methods"]["cyclegan"]["directions"] == ["a2b"]  # G_B would be random weights
+    assert set(result.rows("cyclegan")["direction"]) == {"a2b"}
     for name, path in (("gnr", gnr_file), ("council", council_dir)):
         info = result.result["methods"][name]
         assert info["status"] == "ok" and info["preset"] == "tiny" and info["train"] is None
         assert info["checkpoint"] == {"path": str(path.resolve()), "kind": "official"}
         rows = result.rows(name)
-        assert set(info["directions"]) == {"a2b", "b2a"}
+        # the Council files are official b2a (the harness's a2b) only: b2a would score random weights
+        assert info["directions"] == (["a2b", "b2a"] if name == "gnr" else ["a2b"])
+        assert set(rows["direction"]) == set(info["directions"])
         for direction in info["directions"]:
             scored = rows[rows["direction"] == direction]
             assert sorted(scored["metric"]) == ["fid", "kid"] and (scored["n"] == 6).all()  # --limit 6
@@ -211,7 +220,7 @@ def test_load_checkpoint_really_loads_released_weights(tmp_path: Path) -> None:
     fresh = GNR.from_preset("tiny").eval()
     style = fresh.sample_style(2, "a2b", torch.Generator().manual_seed(3))
     assert not torch.equal(fresh.translate(x, "a2b", style=style), gnr.translate(x, "a2b", style=style))
-    assert load_checkpoint(fresh, str(tmp_path / "GNR_checkpoint.pt")) == "official"
+    assert load_checkpoint(fresh, str(tmp_path / "GNR_checkpoint.pt")).kind == "official"
     for direction in ("a2b", "b2a"):
         assert torch.equal(fresh.translate(x, direction, style=style), gnr.translate(x, direction, style=style))
 
@@ -221,7 +230,7 @@ def test_load_checkpoint_really_loads_released_weights(tmp_path: Path) -> None:
     style = council.sample_style(2, "a2b", torch.Generator().manual_seed(3))
     before = fresh_council.translate(x, "a2b", style=style, member=0)
     assert not torch.allclose(before, council.translate(x, "a2b", style=style, member=0), atol=1e-3)
-    assert load_checkpoint(fresh_council, str(tmp_path / "council")) == "official"
+    assert load_checkpoint(fresh_council, str(tmp_path / "council")).kind == "official"
     for member in range(council.config.council_size):  # official b2a files are the harness's a2b
         expected = council.translate(x, "a2b", style=style, member=member)
         assert torch.equal(fresh_council.translate(x, "a2b", style=style, member=member), expected)

@@ -79,10 +79,13 @@ class Evaluator:
         return self._real[key]
 
     # -- one translator -----------------------------------------------------------------------------------
-    def evaluate(self, translator: Translator, run_id: str, preset: str, seed: int) -> list[ResultRow]:
+    def evaluate(
+        self, translator: Translator, run_id: str, preset: str, seed: int, directions: tuple[str, ...] | None = None
+    ) -> list[ResultRow]:
+        """Every metric of every direction the translator translates (of `directions` when given)."""
         translator.eval()
         rows = []
-        for direction in translator.directions:
+        for direction in directions or translator.directions:
             source, target = SOURCE_AND_TARGET[direction]
             inputs = self.data.split("test", source).load_all(translator.config.image_size, self.limit)
             generation = Generation(
