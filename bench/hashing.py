@@ -1,4 +1,4 @@
-"""File digests, kept free of heavy imports so that fetching data does not load torch."""
+"""File digests, with no import beyond the standard library: every layer (data fetching, weights, caches) uses them."""
 
 from __future__ import annotations
 
