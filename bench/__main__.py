@@ -163,6 +163,14 @@ def _add_scoring_arguments(p: argparse.ArgumentParser) -> None:
         type=_csv,
         help=f"comma-separated metrics (default: all but fd_dinov2, fd_clip; known: {','.join(METRICS.names())})",
     )
+    _key(
+        p,
+        "--protocol",
+        key="eval.protocol",
+        metavar="NAME",
+        help="evaluation protocol of a paper: harness (default), ugatit, acl_gan, stargan_v2 "
+        "(python -m bench reproduce --list shows what each fixes)",
+    )
     _add_weights_arguments(p)
     standin = (
         "without published weights, use labelled stand-ins (default: only for toyfaces; tiny presets only for losses)"
@@ -248,6 +256,10 @@ def parser() -> argparse.ArgumentParser:
     _add_translate_arguments(
         sub.add_parser("translate", help="translate a folder of images with a released checkpoint")
     )
+    reproduce = sub.add_parser("reproduce", help="a paper's table beside what its protocol measures here (--list)")
+    reproduce.add_argument("table", nargs="?", help="table id (python -m bench reproduce --list)")
+    reproduce.add_argument("--list", action="store_true", help="list the tables, their sources and the protocols")
+    _add_eval_arguments(reproduce)
     sub.add_parser("list", help="list registered methods, datasets and metrics")
     report = sub.add_parser("report", help="rebuild the HTML report of a past run from its results.json")
     report.add_argument("results", type=Path, help="path to results.json")
@@ -418,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.data.fetch import run_fetch
 
             return run_fetch(args)
+        if args.command == "reproduce":
+            from bench.reproduce import run_reproduce
+
+            return run_reproduce(args, argv, _load, _command(argv))
         if args.command == "translate":
             from bench.translate import run_translate
 

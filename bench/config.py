@@ -22,6 +22,7 @@ import yaml
 
 from bench.errors import ConfigError
 from bench.evaluate.metrics import EvalOptions
+from bench.protocols import apply_protocol
 
 
 def _at_least(where: str, obj: Any, low: int, *names: str) -> None:
@@ -77,6 +78,7 @@ class WeightsConfig:
     """Pretrained files by catalogue name (None: the environment variable, then the torch hub cache)."""
 
     inception: str | None = None  # torch-fidelity InceptionV3 for FID/KID
+    inception_torchvision: str | None = None  # torchvision's ImageNet Inception-v3 (the stargan_v2 protocol)
     vgg16: str | None = None
     alexnet: str | None = None
     clip: str | None = None  # fd_clip (DINOv2 loads only from the torch hub cache)
@@ -223,7 +225,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[tuple[str, A
     for key, value in overrides:
         set_key(values, key, value)
     cfg = RunConfig.from_dict(values)  # checks every key before the dataset is looked up
-    defaults = DATASETS.get(cfg.data.dataset).eval_defaults
-    if defaults:  # beneath the user's values: e.g. fewer styles on toyfaces, unless eval.styles is given
-        cfg = RunConfig.from_dict({**values, "eval": {**defaults, **values.get("eval", {})}})
-    return cfg
+    # Beneath the user's values the dataset's (e.g. fewer styles on toyfaces); above them the protocol's.
+    defaults = DATASETS.get(cfg.data.dataset).eval_defaults or {}
+    evaluation = apply_protocol(values.get("eval", {}), defaults)
+    return RunConfig.from_dict({**values, "eval": evaluation}) if evaluation != values.get("eval", {}) else cfg

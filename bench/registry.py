@@ -91,6 +91,10 @@ DATASETS.register(
 _METRICS = {
     "fid": ("FID", "Frechet Inception Distance (torch-fidelity), lower is better"),
     "kid": ("KID", "Kernel Inception Distance, raw (x100 in reports), lower is better"),
+    "kid_mean_with_source": (
+        "KID_MEAN_WITH_SOURCE",
+        "GAN_Metrics-Tensorflow's 'mean KID': mean of KID to target and to source (off by default)",
+    ),
     "lpips_diversity": ("LPIPS_DIVERSITY", "mean LPIPS(AlexNet) between outputs of one input under random styles"),
     "dfid": ("DFID", "diversity FID: outputs of one input under many styles vs the real target set"),
     "style_consistency": ("STYLE_CONSISTENCY", "style spread across augmented copies / across styles, lower is better"),

@@ -30,6 +30,7 @@ from bench.evaluate.cache import FeatureCache
 from bench.evaluate.evaluator import Evaluator, metric_extractors
 from bench.evaluate.metrics import Metric
 from bench.official import read_state
+from bench.protocols import protocol
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
 from bench.results import RunResult
@@ -225,7 +226,8 @@ def _open_session(
     fake_preprocessing: str | None = None,
 ) -> _Session:
     """Resolve the extractors' weights (a missing file stops here, before any training) and start the results."""
-    weights = resolve_weights("inception", cfg.weights.inception, allow_standin)
+    network = protocol(cfg.eval.protocol).extractor  # the set metrics' network: the protocol decides
+    weights = resolve_weights(network, cfg.weights.path(network), allow_standin)
     extractors = metric_extractors(metrics, weights, cfg.weights.paths(), allow_standin, accelerator.device)
     if tracker is None:
         tracker = MlflowTracker() if cfg.track and accelerator.is_main_process else NullTracker()

@@ -152,6 +152,16 @@ def _vgg16_features() -> nn.Module:
     return make_layers(cfgs["D"])
 
 
+def _torchvision_inception() -> nn.Module:
+    from torchvision.models import inception_v3
+
+    return inception_v3(weights=None, aux_logits=True, init_weights=False)
+
+
+def _state_shapes(build: Callable[[], nn.Module]) -> Callable[[], dict[str, tuple[int, ...]]]:
+    return lambda: {k: tuple(v.shape) for k, v in build().state_dict().items()}
+
+
 def _alexnet_features() -> nn.Module:
     from torchvision.models import alexnet
 
@@ -161,6 +171,14 @@ def _alexnet_features() -> nn.Module:
 CATALOGUE: dict[str, KnownWeights] = {
     "inception": KnownWeights(
         "inception", "inception-v3-compat", URL_INCEPTION_V3, "FID and KID", _inception_shapes, _write_inception_standin
+    ),
+    "inception_torchvision": KnownWeights(
+        "inception_torchvision",
+        "inception-v3-torchvision-imagenet",
+        "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+        "FID and KID under the stargan_v2 protocol",
+        _state_shapes(_torchvision_inception),
+        None,
     ),
     "vgg16": KnownWeights(
         "vgg16",

@@ -20,7 +20,13 @@ from torch import Tensor
 from bench.data.folder import TwoDomainDataset
 from bench.data.images import save_pngs
 from bench.evaluate.cache import CacheKey, FeatureCache
-from bench.evaluate.extract import InceptionFeatures, LpipsDistance, StyleStatistics, TorchFidelityFeatures
+from bench.evaluate.extract import (
+    InceptionFeatures,
+    LpipsDistance,
+    StyleStatistics,
+    TorchFidelityFeatures,
+    TorchvisionInceptionFeatures,
+)
 from bench.evaluate.gather import Scope, Timing
 from bench.evaluate.generate import Generation, stream_seed
 from bench.evaluate.metrics import EvalOptions, Metric, MetricValue
@@ -152,7 +158,7 @@ class Evaluator:
             extractor=extractor,
             weights_sha256=sha,
             preprocessing=preprocessing,
-            protocol=value.protocol,
+            protocol=f"{self.options.protocol}: {value.protocol}",  # the protocol's name, then the estimator
             standard=standard,
             seed=seed,
             ci_low=interval.low if interval else float("nan"),
@@ -203,7 +209,9 @@ def metric_extractors(
     """Factories of the extractors `metrics` use. Their weights are resolved now, so a missing file stops the
     run before any training; the networks themselves are built on first use. `weights`: name -> user path."""
     needed = {m.extractor for m in metrics}
-    factories: dict[str, Callable[[], Any]] = {"inception": lambda: InceptionFeatures(inception, device)}
+    # The set metrics' network: the TF-FID Inception, or the one a protocol names (stargan_v2: torchvision's)
+    network = InceptionFeatures if inception.name == "inception" else TorchvisionInceptionFeatures
+    factories: dict[str, Callable[[], Any]] = {"inception": lambda: network(inception, device)}
     if "lpips" in needed:
         alexnet = resolve_weights("alexnet", weights.get("alexnet"), allow_standin)
         factories["lpips"] = lambda: LpipsDistance(alexnet, device)

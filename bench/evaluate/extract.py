@@ -88,6 +88,45 @@ class InceptionFeatures:
         return torch.cat(out) if out else torch.empty(0, 2048, dtype=torch.float64)
 
 
+class TorchvisionInceptionFeatures:
+    """2048-d average-pool features of torchvision's ImageNet Inception-v3, as StarGAN v2's metrics/fid.py
+    takes them: images resized to 256 then 299 (bilinear), ImageNet normalisation, no input transform."""
+
+    preprocessing = "uint8 -> bilinear resize to 256, then 299; ImageNet mean/std (StarGAN v2 metrics/fid.py)"
+
+    def __init__(self, weights: ResolvedWeights, device: torch.device | str = "cpu") -> None:
+        from torchvision.models import inception_v3
+
+        self.weights, self.device = weights, torch.device(device)
+        with _seeded(RANDOM_TRUNK_SEED):  # a stand-in (no file) is the same random network in every run
+            model = inception_v3(weights=None, aux_logits=True, init_weights=weights.path is None)
+        if weights.path is not None:
+            validate_weights_file(CATALOGUE["inception_torchvision"], weights.path)
+            model.load_state_dict(torch.load(weights.path, map_location="cpu", weights_only=True))
+        model.transform_input = False  # StarGAN v2 runs the blocks itself, without torchvision's input transform
+        model.fc = nn.Identity()  # the pooled 2048-d features (dropout is off in eval mode)
+        self.model = model.to(self.device).eval()
+
+    id = property(lambda self: self.weights.extractor)
+    label = property(lambda self: self.weights.label)
+    weights_sha256 = property(lambda self: self.weights.sha256)
+    standard = property(lambda self: self.weights.standard)
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor, batch_size: int = 50) -> Tensor:
+        """(N, 3, H, W) uint8 -> (N, 2048) float64 features."""
+        _check_uint8(images)
+        mean = torch.tensor([0.485, 0.456, 0.406], device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], device=self.device).view(1, 3, 1, 1)
+        out = []
+        for chunk in images.split(batch_size):
+            x = chunk.to(self.device).float() / 255
+            for size in (256, 299):
+                x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+            out.append(self.model((x - mean) / std).to("cpu", torch.float64))
+        return torch.cat(out) if out else torch.empty(0, 2048, dtype=torch.float64)
+
+
 # -- the Inception stand-in: random weights calibrated on toyfaces (bench.weights decides when to use it) ----
 STANDIN_FEATURE_MEAN = 0.3  # order of magnitude of the published Inception's pool features
 

@@ -68,6 +68,9 @@ class Outputs:
     reference: ClassVar[bool] = False
 
     def __call__(self, scope: Scope) -> tuple[np.ndarray]:
+        styles = scope.options.fid_styles
+        if styles > 1 and scope.generation.translator.multimodal:  # StarGAN v2: every input under M styles
+            return (scope.features(self.extractor, scope.generation.style_sets(styles).flatten(0, 1)),)
         return (scope.features(self.extractor, scope.generation.outputs),)
 
 
@@ -84,6 +87,19 @@ class OutputsAndReal:
     def __call__(self, scope: Scope) -> tuple[np.ndarray, np.ndarray]:
         (fake,) = scope.get(Outputs(self.extractor))  # shared with every other reader of these features
         return fake, scope.real(self.extractor)
+
+
+@dataclass(frozen=True)
+class OutputsAndBothReal:
+    """(fake, target, source): features of the outputs, of the target's and of the source's reference split."""
+
+    extractor: str
+    reference: ClassVar[bool] = True
+
+    def __call__(self, scope: Scope) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        fake, target = scope.get(OutputsAndReal(self.extractor))
+        source = scope.real_features(self.extractor, "A" if scope.target == "B" else "B")
+        return fake, target, source
 
 
 @dataclass(frozen=True)

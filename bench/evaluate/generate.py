@@ -77,6 +77,7 @@ class Generation:
         self.batch_size = batch_size
         self.device = device_of(translator)
         self._styles: dict[tuple[str, int], Tensor] = {}
+        self._style_sets: dict[int, Tensor] = {}
 
     def _generator(self, kind: str, *extra: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, KINDS.index(kind), *extra))
@@ -115,12 +116,16 @@ class Generation:
         return self.translate(x, self.styles_for("outputs", len(x)), stream_seed(self.seed, 0))
 
     def style_sets(self, styles: int) -> Tensor:
-        """(N, M, 3, S, S): every test input under M random styles (lpips_diversity)."""
-        x = self._float_inputs()
-        sets = [
-            self.translate(x, self.styles_for("styles", len(x), m), stream_seed(self.seed, 1, m)) for m in range(styles)
-        ]
-        return torch.stack(sets, 1)
+        """(N, M, 3, S, S): every test input under M random styles (lpips_diversity; FID under StarGAN v2's
+        protocol), made once per M."""
+        if styles not in self._style_sets:
+            x = self._float_inputs()
+            sets = [
+                self.translate(x, self.styles_for("styles", len(x), m), stream_seed(self.seed, 1, m))
+                for m in range(styles)
+            ]
+            self._style_sets[styles] = torch.stack(sets, 1)
+        return self._style_sets[styles]
 
     def dfid_sets(self, inputs: int, styles: int) -> Tensor:
         """(n, S, 3, s, s): each of the first n test inputs under S random styles."""

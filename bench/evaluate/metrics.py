@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.stats
 
 from bench.errors import ConfigError
 from bench.evaluate.fidkid import (
     KidKernels,
+    block_kid,
     default_kid_subset_size,
     features_to_fid,
     features_to_kid,
@@ -25,6 +27,7 @@ from bench.evaluate.gather import (
     AugmentedStyles,
     Equivariance,
     Gather,
+    OutputsAndBothReal,
     OutputsAndReal,
     PerInputStyles,
     StylePairs,
@@ -37,9 +40,14 @@ from bench.evaluate.stats import Interval, bootstrap_interval, jackknife_interva
 class EvalOptions:
     """Every setting that changes a number; all of them are recorded with the run."""
 
+    # A named evaluation protocol (bench/protocols.py) fixes some of the options below; rows carry its name.
+    protocol: str = "harness"
     reference: str = "test"  # which split of the target domain set metrics compare against: test or train
+    kid_estimator: str = "subsets"  # subsets: random subsets (torch-fidelity); blocks: TF-GAN's contiguous blocks
     kid_subset_size: int | None = None  # None: default_kid_subset_size
     kid_subsets: int = 100
+    kid_block_size: int = 10  # blocks: at most this many images per block (GAN_Metrics-Tensorflow: 10)
+    fid_styles: int = 1  # multimodal methods: outputs per input in the sets FID and KID compare (StarGAN v2: 10)
     # KID subsets, bootstrap resampling, styles and augmentations. Not a key of the configuration tree:
     # bench.config sets it to the run's seed, so a run has one seed.
     seed: int = field(default=0, metadata={"tree": False})
@@ -57,11 +65,13 @@ class EvalOptions:
     def __post_init__(self) -> None:
         if self.reference not in ("test", "train"):
             raise ConfigError(f"eval.reference must be 'test' or 'train', got {self.reference!r}")
+        if self.kid_estimator not in ("subsets", "blocks"):
+            raise ConfigError(f"eval.kid_estimator must be 'subsets' or 'blocks', got {self.kid_estimator!r}")
         if not 0 < self.ci_level < 1:
             raise ConfigError(f"eval.ci_level must be between 0 and 1, got {self.ci_level}")
         at_least = {"kid_subsets": 1, "styles": 2, "dfid_inputs": 1, "dfid_styles": 2, "consistency_inputs": 2}
         at_least |= {"consistency_copies": 2, "equivariance_inputs": 1, "throughput_batch": 1}
-        at_least |= {"throughput_iterations": 1, "bootstrap": 0}
+        at_least |= {"throughput_iterations": 1, "bootstrap": 0, "kid_block_size": 2, "fid_styles": 1}
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"eval.{name} must be at least {low}, got {getattr(self, name)}")
@@ -139,18 +149,52 @@ def fid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[Metric
 
 
 def kid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[MetricValue]:
-    """Unbiased MMD^2 with the cubic polynomial kernel (torch-fidelity), averaged over random subsets."""
+    """Unbiased MMD^2 with the cubic polynomial kernel (torch-fidelity), averaged over random subsets, or
+    TF-GAN's block-wise estimate (`kid_estimator: blocks`, the GAN_Metrics-Tensorflow protocols)."""
+    if options.kid_estimator == "blocks":
+        return [_block_kid(fake, real, options)]
     size = options.kid_subset_size or default_kid_subset_size(len(fake), len(real))
     estimate = features_to_kid(fake, real, size, options.kid_subsets, options.seed)
     kernels = KidKernels.of(fake, real) if options.bootstrap else None
     interval = options.interval(lambda i, j: kernels.mmd2(i, j), [len(fake), len(real)]) if kernels else None
     protocol = (
-        f"unbiased MMD^2, cubic polynomial kernel, {estimate.subsets} subsets of {estimate.subset_size} drawn with "
-        f"seed {options.seed} (subset std {estimate.std:.4g}, not an uncertainty); raw scale, reports x100"
+        f"unbiased MMD^2, cubic polynomial kernel, {estimate.subsets} subsets of "
+        f"{estimate.subset_size} drawn with seed {options.seed} (subset std {estimate.std:.4g}, not an "
+        "uncertainty); raw scale"
     )
     if interval is not None:
         protocol += f"; interval: percentile bootstrap of the full-set estimator ({interval.replicates} replicates)"
     return [MetricValue(estimate.mean, protocol, len(fake), len(real), interval)]
+
+
+def _block_kid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> MetricValue:
+    estimate = block_kid(fake, real, options.kid_block_size)
+    z = float(scipy.stats.norm.ppf(0.5 + options.ci_level / 2))
+    interval = (
+        Interval(estimate.mean - z * estimate.std, estimate.mean + z * estimate.std, options.ci_level, estimate.subsets)
+        if options.bootstrap and np.isfinite(estimate.std)
+        else None
+    )
+    protocol = (
+        f"TF-GAN block-wise KID, {estimate.subsets} contiguous blocks of at most "
+        f"{estimate.subset_size} images in file order, cubic polynomial kernel; block standard error "
+        f"{estimate.std:.4g} (the +- papers print); raw scale"
+    )
+    if interval is not None:
+        protocol += "; interval: normal, from the block standard error"
+    return MetricValue(estimate.mean, protocol, len(fake), len(real), interval)
+
+
+def kid_mean_with_source(
+    fake: np.ndarray, target: np.ndarray, source: np.ndarray, options: EvalOptions
+) -> list[MetricValue]:
+    """The "mean KID" of taki0112/GAN_Metrics-Tensorflow (`mean_kernel_inception_distance`, main.py at
+    5e358b7): the mean of the KID against the target domain and the KID against the *source* domain.
+    Not a target-domain KID: taki0112/UGATIT#64 found 2.72 (x100) target-only vs 11.15 mean for one model."""
+    (to_target,), (to_source,) = kid(fake, target, options), kid(fake, source, options)
+    value = (to_target.value + to_source.value) / 2
+    protocol = f"mean of KID to the target ({to_target.value:.4g}) and to the source ({to_source.value:.4g}); "
+    return [MetricValue(value, protocol + to_target.protocol, len(fake), len(target) + len(source))]
 
 
 # -- diversity ------------------------------------------------------------------------------------------
@@ -264,6 +308,16 @@ def throughput(measured: list[Any], parameters: int, options: EvalOptions) -> li
 
 FID = Metric("fid", False, 0.0, OutputsAndReal("inception"), fid)
 KID = Metric("kid", False, 0.0, OutputsAndReal("inception"), kid, scale_in_reports=100.0)
+KID_MEAN_WITH_SOURCE = Metric(
+    "kid_mean_with_source",
+    False,
+    0.0,
+    OutputsAndBothReal("inception"),
+    kid_mean_with_source,
+    scale_in_reports=100.0,
+    default=False,
+    notes=kid_mean_with_source.__doc__ or "",
+)
 FD_DINOV2 = Metric("fd_dinov2", False, 0.0, OutputsAndReal("dinov2"), fid, default=False)
 FD_CLIP = Metric("fd_clip", False, 0.0, OutputsAndReal("clip"), fid, default=False)
 LPIPS_DIVERSITY = Metric("lpips_diversity", True, None, StylePairs(), lpips_diversity)

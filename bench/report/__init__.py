@@ -6,6 +6,7 @@ import base64
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import matplotlib
@@ -98,8 +99,11 @@ def seeds_summary(result: RunResult) -> list[dict[str, object]]:
     return out
 
 
-def build_report(result: RunResult, directory: Path) -> Path:
-    """Write `directory/index.html` for `result`; sample grids are read from the paths it records."""
+def build_report(result: RunResult, directory: Path, paper: dict[str, Any] | None = None) -> Path:
+    """Write `directory/index.html` for `result`; sample grids are read from the paths it records.
+
+    `paper` (from `bench reproduce`): {"title", "source", "protocol", "rows"} of a paper table beside the run.
+    """
     rows, speed = [], []
     for row in result.rows:
         scale = _scale(row.metric)
@@ -136,6 +140,7 @@ def build_report(result: RunResult, directory: Path) -> Path:
         plot=_png(figure) if figure is not None else None,
         grids=grids,
         config_yaml=yaml.safe_dump(result.config, sort_keys=False),
+        paper=paper,
     )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "index.html"
