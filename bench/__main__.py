@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run | eval | list | report | cache | sanity | weights | data`.
+"""Command line: `python -m bench run | eval | translate | reproduce | convert | list | report | cache | ...`.
 
 With no arguments, `python -m bench run` is the offline demo: every registered method, tiny preset,
 on the synthetic toyfaces dataset.
@@ -256,6 +256,11 @@ def parser() -> argparse.ArgumentParser:
     _add_translate_arguments(
         sub.add_parser("translate", help="translate a folder of images with a released checkpoint")
     )
+    from bench.convert import add_convert_arguments
+
+    add_convert_arguments(
+        sub.add_parser("convert", help="convert released weights the harness cannot read: ugatit-tf (TensorFlow)")
+    )
     reproduce = sub.add_parser("reproduce", help="a paper's table beside what its protocol measures here (--list)")
     reproduce.add_argument("table", nargs="?", help="table id (python -m bench reproduce --list)")
     reproduce.add_argument("--list", action="store_true", help="list the tables, their sources and the protocols")
@@ -438,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.translate import run_translate
 
             return run_translate(args)
+        if args.command == "convert":
+            from bench.convert import run_convert
+
+            return run_convert(args)
         if args.command == "weights":
             from bench.weights_cli import run_weights
 

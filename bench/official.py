@@ -2,8 +2,9 @@
 
 A method declares `official_files` (glob patterns of its released files), may narrow a folder's matches with
 `pick_official(names)`, and maps the states read to its own sub-modules with the pure
-`convert_official(files, direction)`. Only this module opens the files, with `torch.load(weights_only=True)`,
-so a file from a stranger cannot run code.
+`convert_official(files, direction)`. Only this module opens the files, with `torch.load(weights_only=True)`
+or, for `.safetensors` files (what `bench convert` writes), `safetensors.torch.load_file`, so a file from a
+stranger cannot run code.
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from methods.base import Direction, Method, load_state_dict_checked
 
 
 def read_state(path: Path) -> Any:
-    """What `torch.load(weights_only=True)` reads from `path`, on the CPU; ValueError in one line otherwise."""
+    """What `torch.load(weights_only=True)` reads from `path`, on the CPU (a `.safetensors` file: its flat dict
+    of tensors); ValueError in one line otherwise."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError) as error:
+            raise ValueError(f"{path} is not a readable safetensors file: {str(error).strip()[:200]}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError) as error:

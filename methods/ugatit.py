@@ -12,13 +12,23 @@ Official code: https://github.com/znxlwm/UGATIT-pytorch at commit b8c4251 (MIT l
 the research notes do not record it), `main.py` defaults for selfie2anime. Written from the facts in
 shared/research/official/ugatit.md; attribute names and Sequential indices follow the official classes so
 that state_dict keys (`DownBlock.12.conv_block.1.weight`, `UpBlock1_3.norm2.rho`, `FC.0.weight`,
-`model.16.weight_orig`, ...) equal the official ones. The paper's numbers come from the TensorFlow release
-(taki0112/UGATIT), whose graph differs; it is out of scope here.
+`model.16.weight_orig`, ...) equal the official ones.
+
+The paper's numbers and the only released selfie2anime weights come from the TensorFlow release
+(taki0112/UGATIT at d508e8f, `UGATIT.py` and `ops.py`), whose generator differs in parameter-bearing ways.
+`tf_compat=True` builds that generator (the differences are listed at `ResnetGenerator`), and
+`convert_tensorflow_generator` maps a TF checkpoint's variables onto it (`python -m bench convert ugatit-tf`
+reads the file, with TensorFlow). The discriminators stay the PyTorch ones in every preset: the converter
+fills the generators only, which is all that translating and scoring need. Trained from scratch, `tf_compat`
+keeps PyTorch's initialisation and Adam weight decay (TF: normal(0, 0.02) kernels, an L2 loss term): it is
+there to run the released weights.
 
 Presets: `paper` is the full model (278,959,808 parameters per generator, 268M of them in the MLP that
 reads the flattened 64x64x256 bottleneck, so it only works at 256x256); `paper_light` is the official
 `--light True` model (10,589,888 per generator), which `DEFAULT_PRESETS` makes the baseline of runs on
-real data that name no preset.
+real data that name no preset. `paper_tf` and `paper_tf_light` are the same models with the TensorFlow
+generator (278,970,308 and 10,600,388 parameters per generator, as many as the TF variables), for the
+converted TF release; `tiny_tf` is a small full-MLP one for tests.
 
 Deviations from the official code, each for a reason:
 - The learning rate decays as a function of the step (`lr_factor`) instead of being decremented in place;
@@ -81,6 +91,7 @@ class UGATITConfig(MethodConfig):
     beta2: float = 0.999
     weight_decay: float = 1e-4  # weight_decay 1e-4 (Adam's L2 term)
     decay_lr: bool = True  # decay_flag True: lr constant for half the run, then linear to 0
+    tf_compat: bool = False  # the TensorFlow release's generator (taki0112/UGATIT), to load its weights
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -101,57 +112,79 @@ class UGATITConfig(MethodConfig):
             "n_layers_local": 4,
             "lr": 1e-3,
         },
+        # The generator of the TensorFlow release, whose weights `python -m bench convert ugatit-tf` converts.
+        "paper_tf": {"tf_compat": True},
+        "paper_tf_light": {"tf_compat": True, "light": True},
     }
+    # Small and full-MLP (the flatten order is the error-prone part of the conversion); 4 AdaLIN blocks because
+    # the TF MLP is ch * n_res wide, which equals the bottleneck's 4 * ch only for n_res 4.
+    PRESETS["tiny_tf"] = {**PRESETS["tiny"], "tf_compat": True, "light": False, "n_res": 4}
     # Runs on real data that name no preset compare against the light model (the usual U-GAT-IT baseline).
     DEFAULT_PRESETS: ClassVar[dict[str, str]] = {"paper": "paper_light"}
 
 
-def instance_layer_mix(x: Tensor, rho: Tensor, eps: float) -> Tensor:
-    """rho * instance-normalised x + (1 - rho) * layer-normalised x, both with the unbiased variance."""
-    x_in = (x - x.mean((2, 3), keepdim=True)) / torch.sqrt(x.var((2, 3), keepdim=True) + eps)
-    x_ln = (x - x.mean((1, 2, 3), keepdim=True)) / torch.sqrt(x.var((1, 2, 3), keepdim=True) + eps)
+def instance_layer_mix(x: Tensor, rho: Tensor, eps: float, biased: bool = False) -> Tensor:
+    """rho * instance-normalised x + (1 - rho) * layer-normalised x, with the unbiased variance as the
+    PyTorch code (`torch.var`) or the biased one as TensorFlow's `tf.nn.moments` (`biased`)."""
+    # One expression per norm, in the original order: the order of the ops fixes how autograd sums x's
+    # gradients, so the default stays bit-identical to the goldens.
+    unbiased = not biased
+    x_in = (x - x.mean((2, 3), keepdim=True)) / torch.sqrt(x.var((2, 3), keepdim=True, unbiased=unbiased) + eps)
+    x_ln = (x - x.mean((1, 2, 3), keepdim=True)) / torch.sqrt(x.var((1, 2, 3), keepdim=True, unbiased=unbiased) + eps)
     return rho * x_in + (1 - rho) * x_ln
 
 
 class AdaILN(nn.Module):
-    """AdaLIN: the IN/LN mix with a learned per-channel rho (init 0.9), scaled by gamma/beta from the MLP."""
+    """AdaLIN: the IN/LN mix with a learned per-channel rho (init 0.9), scaled by gamma/beta from the MLP.
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    `tf_compat`: as TF's `adaptive_instance_layer_norm` with `smoothing` (the released model's setting), rho is
+    stored from 1.0 and used as clip(rho - 0.1, 0, 1), and the variance is biased. The stored rho is the TF
+    variable itself, so the converter copies it unchanged.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5, tf_compat: bool = False) -> None:
         super().__init__()
-        self.eps = eps
-        self.rho = nn.Parameter(torch.full((1, channels, 1, 1), 0.9))
+        self.eps, self.tf_compat = eps, tf_compat
+        self.rho = nn.Parameter(torch.full((1, channels, 1, 1), 1.0 if tf_compat else 0.9))
 
     def forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:  # gamma, beta: (N, C)
-        return instance_layer_mix(x, self.rho, self.eps) * gamma[:, :, None, None] + beta[:, :, None, None]
+        rho = (self.rho - 0.1).clamp(0.0, 1.0) if self.tf_compat else self.rho
+        return instance_layer_mix(x, rho, self.eps, self.tf_compat) * gamma[:, :, None, None] + beta[:, :, None, None]
 
 
 class ILN(nn.Module):
-    """LIN of the up-sampling blocks: the IN/LN mix (rho init 0) with its own affine gamma (1) and beta (0)."""
+    """LIN of the up-sampling blocks: the IN/LN mix (rho init 0) with its own affine gamma (1) and beta (0).
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    `tf_compat`: TF's `layer_instance_norm`, the same but with the biased variance (no rho offset there).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5, tf_compat: bool = False) -> None:
         super().__init__()
-        self.eps = eps
+        self.eps, self.tf_compat = eps, tf_compat
         self.rho = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.gamma = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return instance_layer_mix(x, self.rho, self.eps) * self.gamma + self.beta
+        return instance_layer_mix(x, self.rho, self.eps, self.tf_compat) * self.gamma + self.beta
 
 
 class ResnetBlock(nn.Module):
-    """Encoder residual block with affine-free instance norm; `conv_block` indices match the official keys."""
+    """Encoder residual block with affine-free instance norm; `conv_block` indices match the official keys.
 
-    def __init__(self, dim: int) -> None:
+    `tf_compat`: TF's `resblock`, whose convs have biases and whose instance norms learn gamma and beta.
+    """
+
+    def __init__(self, dim: int, tf_compat: bool = False) -> None:
         super().__init__()
         self.conv_block = nn.Sequential(
             nn.ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, kernel_size=3, bias=False),
-            nn.InstanceNorm2d(dim),
+            nn.Conv2d(dim, dim, kernel_size=3, bias=tf_compat),
+            nn.InstanceNorm2d(dim, affine=tf_compat),
             nn.ReLU(True),
             nn.ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, kernel_size=3, bias=False),
-            nn.InstanceNorm2d(dim),
+            nn.Conv2d(dim, dim, kernel_size=3, bias=tf_compat),
+            nn.InstanceNorm2d(dim, affine=tf_compat),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -161,13 +194,13 @@ class ResnetBlock(nn.Module):
 class ResnetAdaILNBlock(nn.Module):
     """Decoder residual block whose two norms are AdaLIN driven by the same gamma/beta."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, tf_compat: bool = False) -> None:
         super().__init__()
         self.pad = nn.ReflectionPad2d(1)
-        self.conv1 = nn.Conv2d(dim, dim, kernel_size=3, bias=False)
-        self.norm1 = AdaILN(dim)
-        self.conv2 = nn.Conv2d(dim, dim, kernel_size=3, bias=False)
-        self.norm2 = AdaILN(dim)
+        self.conv1 = nn.Conv2d(dim, dim, kernel_size=3, bias=tf_compat)
+        self.norm1 = AdaILN(dim, tf_compat=tf_compat)
+        self.conv2 = nn.Conv2d(dim, dim, kernel_size=3, bias=tf_compat)
+        self.norm2 = AdaILN(dim, tf_compat=tf_compat)
 
     def forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
         out = F.relu(self.norm1(self.conv1(self.pad(x)), gamma, beta))
@@ -196,46 +229,68 @@ class ResnetGenerator(nn.Module):
     """Encoder, CAM attention, gamma/beta MLP, AdaLIN residual decoder, LIN up-sampling; bias-free convs.
 
     Attributes are created in the official order so that state_dict keys come in the official order too.
+
+    `tf_compat` builds the generator of the TensorFlow release instead (taki0112/UGATIT at d508e8f,
+    `UGATIT.generator` and `ops.py`; shared/research/official/ugatit.md lists the differences), with the
+    same module paths where a layer exists in both:
+    - every conv and dense layer has a bias (`use_bias=True` throughout `generator` and `MLP`);
+    - the encoder's instance norms learn gamma and beta (`tf.contrib.layers.instance_norm`, center and scale);
+    - one CAM dense layer (`cam_fc`, TF `CAM_logit`) serves both the GAP and the GMP branch, its bias is in
+      both logits, and the channel weights multiplied into the map are kernel + bias (`fully_connected_with_w`
+      with `get_variable("kernel")`, as at d508e8f; an older ops.py, 31fb7ed, computed the logits with a
+      separate `tf.layers.dense`, whose `CAM_logit/dense/*` variables the converter would refuse by name);
+    - the stride-2 3x3 convs pad reflectively 1 on top/left and 0 on bottom/right (`conv`: the pad is
+      asymmetric when kernel - stride is odd). On even sides (all sizes here) this equals PyTorch's pad of 1
+      all round, whose last row and column the stride never reaches; on odd sides the outputs would differ;
+    - AdaLIN and LIN use the biased variance (`tf.nn.moments`), and AdaLIN uses clip(rho - 0.1, 0, 1);
+    - the full MLP flattens the map channels-last (`tf.layers.flatten` of NHWC); this module flattens NCHW as
+      the PyTorch code, and the converter permutes the columns of `FC.0.weight` to match.
     """
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 4, img_size: int = 256, light: bool = False) -> None:
+    def __init__(
+        self, ngf: int = 64, n_blocks: int = 4, img_size: int = 256, light: bool = False, tf_compat: bool = False
+    ) -> None:
         super().__init__()
-        self.n_blocks, self.light = n_blocks, light
+        self.n_blocks, self.light, self.tf_compat = n_blocks, light, tf_compat
         dim = ngf * 4  # bottleneck channels after two stride-2 convs
-        self.gap_fc = nn.Linear(dim, 1, bias=False)
-        self.gmp_fc = nn.Linear(dim, 1, bias=False)
+        bias = tf_compat
+        if tf_compat:
+            self.cam_fc = nn.Linear(dim, 1, bias=True)
+        else:
+            self.gap_fc = nn.Linear(dim, 1, bias=False)
+            self.gmp_fc = nn.Linear(dim, 1, bias=False)
         self.conv1x1 = nn.Conv2d(dim * 2, dim, kernel_size=1, bias=True)
-        self.gamma = nn.Linear(dim, dim, bias=False)
-        self.beta = nn.Linear(dim, dim, bias=False)
+        self.gamma = nn.Linear(dim, dim, bias=bias)
+        self.beta = nn.Linear(dim, dim, bias=bias)
         for i in range(n_blocks):
-            setattr(self, f"UpBlock1_{i + 1}", ResnetAdaILNBlock(dim))
+            setattr(self, f"UpBlock1_{i + 1}", ResnetAdaILNBlock(dim, tf_compat))
         down: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(3, ngf, kernel_size=7, bias=False),
-            nn.InstanceNorm2d(ngf),
+            nn.Conv2d(3, ngf, kernel_size=7, bias=bias),
+            nn.InstanceNorm2d(ngf, affine=tf_compat),
             nn.ReLU(True),
         ]
         for mult in (1, 2):
             down += [
-                nn.ReflectionPad2d(1),
-                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, bias=False),
-                nn.InstanceNorm2d(ngf * mult * 2),
+                nn.ReflectionPad2d((1, 0, 1, 0) if tf_compat else 1),  # (left, right, top, bottom)
+                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, bias=bias),
+                nn.InstanceNorm2d(ngf * mult * 2, affine=tf_compat),
                 nn.ReLU(True),
             ]
-        down += [ResnetBlock(dim) for _ in range(n_blocks)]
+        down += [ResnetBlock(dim, tf_compat) for _ in range(n_blocks)]
         # Full mode reads the whole (img_size/4)^2 x dim bottleneck: 1,048,576 inputs at 256 px.
         mlp_in = dim if light else (img_size // 4) ** 2 * dim
-        fc = [nn.Linear(mlp_in, dim, bias=False), nn.ReLU(True), nn.Linear(dim, dim, bias=False), nn.ReLU(True)]
+        fc = [nn.Linear(mlp_in, dim, bias=bias), nn.ReLU(True), nn.Linear(dim, dim, bias=bias), nn.ReLU(True)]
         up: list[nn.Module] = []
         for mult in (4, 2):
             up += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.ReflectionPad2d(1),
-                nn.Conv2d(ngf * mult, ngf * mult // 2, kernel_size=3, bias=False),
-                ILN(ngf * mult // 2),
+                nn.Conv2d(ngf * mult, ngf * mult // 2, kernel_size=3, bias=bias),
+                ILN(ngf * mult // 2, tf_compat=tf_compat),
                 nn.ReLU(True),
             ]
-        up += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, kernel_size=7, bias=False), nn.Tanh()]
+        up += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, kernel_size=7, bias=bias), nn.Tanh()]
         self.DownBlock = nn.Sequential(*down)
         self.FC = nn.Sequential(*fc)
         self.UpBlock2 = nn.Sequential(*up)
@@ -243,7 +298,11 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(N, 3, H, W) in [-1, 1] -> image (N, 3, H, W), CAM logits (N, 2), heatmap (N, 1, H/4, W/4)."""
         x = self.DownBlock(x)  # (N, 256, 64, 64) at 256 px
-        x, cam_logit = cam_attention(x, self.gap_fc, self.gmp_fc, self.gap_fc.weight, self.gmp_fc.weight)
+        if self.tf_compat:
+            weight = self.cam_fc.weight + self.cam_fc.bias[:, None]  # (1, C): kernel + bias, as TF
+            x, cam_logit = cam_attention(x, self.cam_fc, self.cam_fc, weight, weight)
+        else:
+            x, cam_logit = cam_attention(x, self.gap_fc, self.gmp_fc, self.gap_fc.weight, self.gmp_fc.weight)
         x = F.relu(self.conv1x1(x))  # (N, 256, 64, 64)
         heatmap = x.sum(1, keepdim=True)
         mlp_in = F.adaptive_avg_pool2d(x, 1) if self.light else x
@@ -252,6 +311,84 @@ class ResnetGenerator(nn.Module):
         for i in range(self.n_blocks):
             x = getattr(self, f"UpBlock1_{i + 1}")(x, gamma, beta)
         return self.UpBlock2(x), cam_logit, heatmap
+
+
+# TF scope of each direction's generator in the release (`generate_a2b` builds scope generator_B).
+TF_GENERATOR_SCOPES = {"genA2B": "generator_B", "genB2A": "generator_A"}
+
+
+def _tf_generator_names(n_res: int) -> dict[str, str]:
+    """TF variable prefix (within a generator scope) -> module path of the `tf_compat` ResnetGenerator."""
+    names = {"conv/conv2d": "DownBlock.1", "ins_norm": "DownBlock.2"}
+    for i in range(2):
+        names |= {f"conv_{i}/conv2d": f"DownBlock.{5 + 4 * i}", f"ins_norm_{i}": f"DownBlock.{6 + 4 * i}"}
+    for i in range(n_res):
+        block = f"DownBlock.{12 + i}.conv_block"
+        for j, (conv, norm) in enumerate(((1, 2), (5, 6))):
+            names[f"resblock_{i}/res{j + 1}/conv_0/conv2d"] = f"{block}.{conv}"
+            names[f"resblock_{i}/res{j + 1}/instance_norm"] = f"{block}.{norm}"
+        for j in range(2):
+            names[f"adaptive_resblock{i}/res{j + 1}/conv_0/conv2d"] = f"UpBlock1_{i + 1}.conv{j + 1}"
+            names[f"adaptive_resblock{i}/res{j + 1}/instance_layer_norm"] = f"UpBlock1_{i + 1}.norm{j + 1}"
+    names |= {"CAM_logit": "cam_fc", "conv_1x1/conv2d": "conv1x1"}
+    names |= {"MLP/linear_0/dense": "FC.0", "MLP/linear_1/dense": "FC.2"}
+    names |= {"MLP/gamma/dense": "gamma", "MLP/beta/dense": "beta"}
+    for i in range(2):
+        names |= {f"up_conv_{i}/conv2d": f"UpBlock2.{2 + 5 * i}", f"layer_ins_norm_{i}": f"UpBlock2.{3 + 5 * i}"}
+    names["G_logit/conv2d"] = "UpBlock2.11"
+    return names
+
+
+def convert_tensorflow_generator(variables: dict[str, Tensor], scope: str) -> dict[str, Tensor]:
+    """The state_dict of a `tf_compat` ResnetGenerator from the TF release's variables of one generator scope.
+
+    `variables` maps TF variable names (`generator_B/conv/conv2d/kernel`, ...) to their values; names outside
+    `scope` and Adam slots are ignored. Layouts: conv kernels HWIO -> OIHW, dense kernels [in, out] ->
+    [out, in]; rho, gamma and beta of the LIN/AdaLIN layers (1, C, 1, 1); AdaLIN rho is copied unchanged (the
+    module applies TF's clip(rho - 0.1, 0, 1)). The full MLP's first kernel has a row per element of the
+    NHWC-flattened map (order h, w, c): its columns are put in the NCHW order (c, h, w) of `flatten(1)`.
+    Pure: no file access. ValueError when a variable of the scope has no place in the generator.
+    """
+    prefix = f"{scope}/"
+    own = {
+        name[len(prefix) :]: value
+        for name, value in variables.items()
+        if name.startswith(prefix) and not name.endswith(("/Adam", "/Adam_1"))
+    }
+    if not own:
+        raise ValueError(f"no TensorFlow variable under scope {scope!r} (found {sorted(variables)[:3]} ...)")
+    n_res = len({name.split("/")[0] for name in own if name.startswith("resblock_")})
+    names = _tf_generator_names(n_res)
+    state: dict[str, Tensor] = {}
+    unknown = []
+    for name, value in own.items():
+        layer, _, leaf = name.rpartition("/")
+        if layer not in names:
+            unknown.append(name)
+            continue
+        module = names[layer]
+        if leaf == "kernel" and value.dim() == 4:  # conv, HWIO
+            state[f"{module}.weight"] = value.permute(3, 2, 0, 1)
+        elif leaf == "kernel":  # dense, [in, out]
+            if module == "FC.0" and value.shape[0] != value.shape[1]:  # the full MLP reads the whole map
+                dim = own["conv_1x1/conv2d/bias"].shape[0]
+                side = round((value.shape[0] // dim) ** 0.5)
+                value = value.reshape(side, side, dim, -1).permute(2, 0, 1, 3).reshape(side * side * dim, -1)
+            state[f"{module}.weight"] = value.t()
+        elif module.startswith(("UpBlock1_", "UpBlock2")) and leaf in ("rho", "gamma", "beta"):
+            state[f"{module}.{leaf}"] = value.reshape(1, -1, 1, 1)
+        elif leaf in ("bias", "beta"):  # a conv's or dense's bias, an instance norm's beta
+            state[f"{module}.bias"] = value
+        elif leaf == "gamma":
+            state[f"{module}.weight"] = value
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} TensorFlow variables of {scope} have no place in the U-GAT-IT generator: "
+            f"{', '.join(sorted(unknown)[:3])}"
+        )
+    return {key: value.contiguous() for key, value in state.items()}
 
 
 class Discriminator(nn.Module):
@@ -353,7 +490,7 @@ class UGATIT(Method):
                 f"ugatit discriminators need n_layers >= 3 and image_size >= {min_image_size(max(n_layers, 3))} "
                 f"for n_layers {n_layers}, got image_size {config.image_size}"
             )
-        args = (config.ngf, config.n_res, config.image_size, config.light)
+        args = (config.ngf, config.n_res, config.image_size, config.light, config.tf_compat)
         self.genA2B, self.genB2A = ResnetGenerator(*args), ResnetGenerator(*args)
         self.disGA = Discriminator(config.ndf, config.n_layers_global)
         self.disGB = Discriminator(config.ndf, config.n_layers_global)
@@ -439,17 +576,43 @@ class UGATIT(Method):
     def translation_networks(self, direction: Direction) -> tuple[str, ...]:
         return ("genA2B",) if check_direction(direction) == "a2b" else ("genB2A",)
 
-    official_files = ("*_params_*.pt",)
+    # UGATIT-pytorch's files, and the TF release converted by `python -m bench convert ugatit-tf`.
+    official_files = ("*_params_*.pt", "*.safetensors")
 
     def pick_official(self, names: list[str]) -> list[str]:
-        """The newest `<dataset>_params_<iteration>.pt` of a results folder."""
-        return newest_file(names, r"_params_(\d+)\.pt$")
+        """The newest `<dataset>_params_<iteration>.pt` of a results folder, else its converted TF files."""
+        pytorch = [n for n in names if n.endswith(".pt")]
+        return newest_file(pytorch, r"_params_(\d+)\.pt$") if pytorch else names
+
+    @staticmethod
+    def from_tensorflow(variables: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Both generators of the TF release (taki0112/UGATIT) as one flat state, `genA2B.<key>` and
+        `genB2A.<key>`, for the `tf_compat` presets: what `bench convert ugatit-tf` writes. Pure."""
+        return {
+            f"{attr}.{key}": value
+            for attr, scope in TF_GENERATOR_SCOPES.items()
+            for key, value in convert_tensorflow_generator(variables, scope).items()
+        }
 
     def convert_official(
         self, files: dict[str, Any], direction: Direction | None = None
     ) -> dict[str, dict[str, Tensor]]:
-        """A UGATIT-pytorch checkpoint (`<dataset>_params_<step>.pt`): one dict of the six state_dicts."""
+        """A UGATIT-pytorch checkpoint (`<dataset>_params_<step>.pt`): one dict of the six state_dicts; or
+        the converted TF release (`from_tensorflow`'s flat state, read from its .safetensors): the generators."""
         name, state = only_file(files, "U-GAT-IT")
+        generators = tuple(TF_GENERATOR_SCOPES)
+        if (
+            isinstance(state, dict)
+            and state
+            and all(str(k).startswith(tuple(f"{g}." for g in generators)) for k in state)
+        ):
+            if not self.config.tf_compat:
+                raise ValueError(
+                    f"{name} holds the generators of the TensorFlow release, which need a TF preset "
+                    "(--preset paper_tf or paper_tf_light)"
+                )
+            split = {g: {k[len(g) + 1 :]: v for k, v in state.items() if k.startswith(f"{g}.")} for g in generators}
+            return {g: net for g, net in split.items() if net}
         missing = [n for n in self.networks if not isinstance(state, dict) or n not in state]
         if missing:
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
