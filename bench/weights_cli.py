@@ -15,7 +15,7 @@ from bench.inception_import import GRAPH_ID, SOURCE_PACKAGE, SOURCE_SHA1, packag
 
 # bench.weights (torch-fidelity) is imported only when a weights command runs: building the CLI's parser,
 # which every command does, must not load it.
-NAMES = ("inception", "vgg16", "alexnet")  # the keys of bench.weights.CATALOGUE (a test checks they agree)
+NAMES = ("inception", "inception_torchvision", "vgg16", "alexnet")  # the keys of bench.weights.CATALOGUE (a test checks they agree)
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,11 @@ def _ls() -> int:
             resolved = weights.resolve_weights(name, None, allow_standin=False)
         except WeightsError:
             print(
-                f"{name:<10} absent      (python -m bench weights fetch {name}; a stand-in is used with --allow-standin)"
+                f"{name:<22} absent      (python -m bench weights fetch {name}; a stand-in is used with --allow-standin)"
             )
             continue
         state = "standard" if resolved.standard else "NON-STANDARD"
-        print(f"{name:<10} {state:<11} {resolved.label}")
+        print(f"{name:<22} {state:<11} {resolved.label}")
         print(f"{'':<10} {resolved.path}  ({resolved.source})")
         print(f"{'':<10} sha256 {resolved.sha256}")
     standins = sorted(weights.cache_dir().glob(f"*-standin-v{weights.STANDIN_VERSION}-seed{weights.STANDIN_SEED}.pt"))

@@ -235,8 +235,10 @@ def test_verify_compares_tensor_by_tensor(fid_inception, tmp_path: Path, capsys)
 def test_ls_shows_each_network_and_whether_it_is_standard(fid_inception, capsys) -> None:
     assert main(["weights", "ls"]) == 0
     out = capsys.readouterr().out
-    assert f"inception  standard    {GRAPH_ID} ({PROVENANCE})" in out and CONVERTED_TENSOR_SHA256 in out
-    assert "alexnet    absent" in out and "vgg16      absent" in out
+    columns = [line.split(None, 2) for line in out.splitlines() if line and not line.startswith(" ")]
+    states = {name: state for name, state, *_ in columns}
+    assert f"{GRAPH_ID} ({PROVENANCE})" in out and CONVERTED_TENSOR_SHA256 in out
+    assert states == {"inception": "standard", "inception_torchvision": "absent", "vgg16": "absent", "alexnet": "absent"}
 
 
 def test_fetch_offline_exits_2_with_what_to_download(monkeypatch, capsys) -> None:
