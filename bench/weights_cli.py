@@ -15,7 +15,12 @@ from bench.inception_import import GRAPH_ID, SOURCE_PACKAGE, SOURCE_SHA1, packag
 
 # bench.weights (torch-fidelity) is imported only when a weights command runs: building the CLI's parser,
 # which every command does, must not load it.
-NAMES = ("inception", "inception_torchvision", "vgg16", "alexnet")  # the keys of bench.weights.CATALOGUE (a test checks they agree)
+NAMES = (
+    "inception",
+    "inception_torchvision",
+    "vgg16",
+    "alexnet",
+)  # the keys of bench.weights.CATALOGUE (a test checks they agree)
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,11 @@ def test_print_config_yaml_round_trips(tmp_path: Path) -> None:
         ("stepz", "top level", "valid top-level keys: checkpoints, data, eval"),
         ("train.stepz", "train", "valid keys of train: batch_size, checkpoint_every, log_every"),
         ("eval.stlyes", "eval", "(did you mean styles?)"),
-        ("weights.dinov2", "weights", "valid keys of weights: alexnet, allow_standin, clip, inception, inception_torchvision, vgg16"),
+        (
+            "weights.dinov2",
+            "weights",
+            "valid keys of weights: alexnet, allow_standin, clip, inception, inception_torchvision, vgg16",
+        ),
     ],
 )
 def test_an_unknown_key_names_the_valid_keys_of_its_section(key: str, section: str, valid: str) -> None:

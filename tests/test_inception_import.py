@@ -238,7 +238,12 @@ def test_ls_shows_each_network_and_whether_it_is_standard(fid_inception, capsys)
     columns = [line.split(None, 2) for line in out.splitlines() if line and not line.startswith(" ")]
     states = {name: state for name, state, *_ in columns}
     assert f"{GRAPH_ID} ({PROVENANCE})" in out and CONVERTED_TENSOR_SHA256 in out
-    assert states == {"inception": "standard", "inception_torchvision": "absent", "vgg16": "absent", "alexnet": "absent"}
+    assert states == {
+        "inception": "standard",
+        "inception_torchvision": "absent",
+        "vgg16": "absent",
+        "alexnet": "absent",
+    }
 
 
 def test_fetch_offline_exits_2_with_what_to_download(monkeypatch, capsys) -> None:

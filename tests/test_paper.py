@@ -177,6 +177,8 @@ def test_reproduce_on_toyfaces_measures_but_leaves_the_paper_values_alone(in_tmp
     assert "| 0.042 ± 0.0047 |" in council_kid and "measured on toyfaces, the paper used selfie2anime" in council_kid
     measured = [line for line in text.split("Measured in this run")[1].splitlines() if line.startswith("| council")]
     assert len(measured) == 2 and all("| acl_gan |" in line for line in measured)  # fid and kid, its protocol
-    assert "glasses_removal is not a dataset of this harness" in text and "MUNIT is not a method of this harness" in text
+    assert (
+        "glasses_removal is not a dataset of this harness" in text and "MUNIT is not a method of this harness" in text
+    )
     html = (written.parent / "index.html").read_text()
     assert "Paper vs measured: ACL-GAN comparison table" in html and "measured on toyfaces" in html
