@@ -237,6 +237,18 @@ def _add_translate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace PNGs already in --output")
 
 
+def _add_check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "results", nargs="+", type=Path, help="results.json of the run to check (several: --update-baseline)"
+    )
+    p.add_argument("--baseline", required=True, type=Path, help="the baseline JSON file")
+    p.add_argument(
+        "--update-baseline",
+        action="store_true",
+        help="write the baseline from these results instead (runs with several seeds, e.g. bench run --seeds 0,1,2)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -261,6 +273,7 @@ def parser() -> argparse.ArgumentParser:
     add_convert_arguments(
         sub.add_parser("convert", help="convert released weights the harness cannot read: ugatit-tf (TensorFlow)")
     )
+    _add_check_arguments(sub.add_parser("check", help="regression gate: a run's results against a baseline"))
     reproduce = sub.add_parser("reproduce", help="a paper's table beside what its protocol measures here (--list)")
     reproduce.add_argument("table", nargs="?", help="table id (python -m bench reproduce --list)")
     reproduce.add_argument("--list", action="store_true", help="list the tables, their sources and the protocols")
@@ -435,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.data.fetch import run_fetch
 
             return run_fetch(args)
+        if args.command == "check":
+            from bench.check import run_check
+
+            return run_check(args)
         if args.command == "reproduce":
             from bench.reproduce import run_reproduce
 
