@@ -99,6 +99,83 @@ def seeds_summary(result: RunResult) -> list[dict[str, object]]:
     return out
 
 
+def leaderboards(result: RunResult) -> list[dict[str, Any]]:
+    """Per direction: one row per method (the noise floor last), one column per quality metric at report scale,
+    the best value per column marked and values whose interval overlaps the best's marked as ties; parameters
+    and images/s; the provenance stated once, with a marker on a cell whose provenance differs from the rest.
+    Several seeds of a method are averaged (values and interval bounds)."""
+    table = result.table()
+    if table.empty:
+        return []
+    quality = table[table["metric"].map(_quality)]
+    speed = table[table["metric"].isin(["parameters", "images_per_s_b1"])]
+    boards = []
+    for direction in dict.fromkeys(quality["direction"]):
+        rows = quality[quality["direction"] == direction]
+        metrics = list(dict.fromkeys(rows["metric"]))
+        means = rows.groupby(["method", "metric"], sort=False)[["value", "ci_low", "ci_high"]].mean()
+        provenance = rows.assign(key=rows["extractor"] + " | " + rows["protocol"].str.split(":").str[0])
+        usual = provenance["key"].mode().iloc[0]
+        odd = set(map(tuple, provenance.loc[provenance["key"] != usual, ["method", "metric"]].values))
+        methods = [m for m in dict.fromkeys(rows["method"]) if m != "real_vs_real"]
+        methods += ["real_vs_real"] if "real_vs_real" in set(rows["method"]) else []
+        cells: dict[tuple[str, str], dict[str, Any]] = {}
+        for metric in metrics:
+            scale, higher = _scale(metric), METRICS.get(metric).higher_is_better
+            scored = {m: means.loc[(m, metric)] for m in methods if (m, metric) in means.index}
+            ranked = {m: v for m, v in scored.items() if m != "real_vs_real"}
+            best = (max if higher else min)(ranked, key=lambda m: ranked[m]["value"]) if ranked else None
+            for method, v in scored.items():
+                half = (v["ci_high"] - v["ci_low"]) / 2 * scale if math.isfinite(v["ci_low"]) else None
+                b = ranked.get(best) if best else None
+                tie = (
+                    method != best
+                    and method in ranked
+                    and b is not None
+                    and all(math.isfinite(x) for x in (v["ci_low"], v["ci_high"], b["ci_low"], b["ci_high"]))
+                    and v["ci_low"] <= b["ci_high"]
+                    and b["ci_low"] <= v["ci_high"]
+                )
+                cells[(method, metric)] = {
+                    "shown": f"{v['value'] * scale:.4g}" + (f" ± {half:.2g}" if half is not None else ""),
+                    "mark": "best" if method == best else ("tie" if tie else ""),
+                    "odd": (method, metric) in odd,
+                }
+        info = {
+            m: {
+                "parameters": speed.loc[(speed["method"] == m) & (speed["metric"] == "parameters"), "value"],
+                "images_per_s": speed.loc[
+                    (speed["method"] == m) & (speed["metric"] == "images_per_s_b1") & (speed["direction"] == direction),
+                    "value",
+                ],
+            }
+            for m in methods
+        }
+        boards.append(
+            {
+                "direction": direction,
+                "columns": [
+                    f"{m.upper()}{f' x{_scale(m):g}' if _scale(m) != 1 else ''} "
+                    f"{'↑' if METRICS.get(m).higher_is_better else '↓'}"
+                    for m in metrics
+                ],
+                "rows": [
+                    {
+                        "method": m,
+                        "cells": [cells.get((m, metric)) for metric in metrics],
+                        "parameters": f"{info[m]['parameters'].iloc[0]:,.0f}" if len(info[m]["parameters"]) else "",
+                        "images_per_s": f"{info[m]['images_per_s'].mean():.3g}" if len(info[m]["images_per_s"]) else "",
+                    }
+                    for m in methods
+                ],
+                "provenance": usual,
+                "n": sorted({int(n) for n in rows["n"]}),
+                "odd": bool(odd),
+            }
+        )
+    return boards
+
+
 def build_report(result: RunResult, directory: Path, paper: dict[str, Any] | None = None) -> Path:
     """Write `directory/index.html` for `result`; sample grids are read from the paths it records.
 
@@ -141,6 +218,7 @@ def build_report(result: RunResult, directory: Path, paper: dict[str, Any] | Non
         grids=grids,
         config_yaml=yaml.safe_dump(result.config, sort_keys=False),
         paper=paper,
+        leaderboards=leaderboards(result),
     )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "index.html"
