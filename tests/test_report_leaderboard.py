@@ -65,4 +65,7 @@ def test_the_report_shows_the_leaderboard_first_and_escapes_names(tmp_path: Path
     rows = [_row("cyclegan", "fid", 100.0, 90.0, 110.0), _row("<script>alert(1)</script>", "fid", 120.0, 119, 121)]
     html = build_report(_result(rows), tmp_path).read_text()
     assert html.index("Leaderboard a2b") < html.index("<h2>Results</h2>")
+    folded = html[html.index("<h2>Results</h2>") :]
+    assert folded.index("<details><summary>Every number") < folded.index("<th>weights sha256</th>")  # folded away
+    assert '<a href="results.csv">results.csv</a>' in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
