@@ -78,3 +78,23 @@ class RunResult:
         data["schema_version"] = SCHEMA_VERSION  # version 1 rows have no intervals: the defaults (NaN) fill them
         data["rows"] = [ResultRow(**row) for row in data["rows"]]
         return cls(**data)
+
+
+def thin_curve(curve: dict[str, list[Any]], max_points: int = 300) -> dict[str, list[Any]]:
+    """A loss curve {"step": [...], loss: [...]} with at most `max_points` points, for the results document:
+    consecutive points averaged in equal runs, each at its run's last step. A loss missing (None) from some
+    points of a run is averaged over the others; None where a run has none."""
+    steps = curve.get("step", [])
+    size = -(-len(steps) // max_points) if steps else 1
+    if size <= 1:
+        return curve
+    out: dict[str, list[Any]] = {"step": [chunk[-1] for chunk in _runs(steps, size)]}
+    for name, values in curve.items():
+        if name != "step":
+            present = ([v for v in chunk if v is not None] for chunk in _runs(values, size))
+            out[name] = [sum(p) / len(p) if p else None for p in present]
+    return out
+
+
+def _runs(values: list[Any], size: int) -> list[list[Any]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]

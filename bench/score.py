@@ -115,12 +115,15 @@ def score_translations(
         "error": None,
         "train": None,
         "sample_grid": None,
+        "images": {},
         "mlflow_run_id": tracked.run_id or None,
     }
     session.result.methods[label] = info
     try:
         if session.main:
-            rows = session.evaluator.evaluate(scored, session.result.run_id, "translations", cfg.seed)
+            samples = session.out_dir / "samples" / label
+            rows = session.evaluator.evaluate(scored, session.result.run_id, "translations", cfg.seed, None, samples)
+            info["images"] = {p.stem: str(p.relative_to(session.out_dir)) for p in sorted(samples.glob("*.png"))}
             session.result.rows += rows
             tracked.log_metrics({f"{r.metric}{'' if r.standard else '_nonstandard'}": r.value for r in rows})
         info["status"] = "ok"

@@ -67,15 +67,32 @@ def _fid_coverage(dims: int, expected_draws: int, trials: int, interval_of) -> f
     return covered / trials
 
 
-def test_jackknife_fid_interval_covers_the_estimators_expected_value() -> None:
+@pytest.mark.parametrize("positive", [False, True], ids=["normal", "log-normal"])
+def test_jackknife_fid_interval_covers_the_estimators_expected_value(positive: bool) -> None:
     """Nominal 90% intervals of FID at n = 60 contain E[FID_60] in about 90% of draws (a percentile
-    bootstrap contains it in none: duplicated samples inflate FID)."""
+    bootstrap contains it in none: duplicated samples inflate FID), in linear and in log scale."""
 
     def jackknife(a: np.ndarray, b: np.ndarray, t: int) -> tuple[float, float]:
-        interval = jackknife_interval(lambda i, j: fid_from_arrays(a[i], b[j]), (60, 60), level=0.9, seed=t)
+        statistic = lambda i, j: fid_from_arrays(a[i], b[j])  # noqa: E731
+        interval = jackknife_interval(statistic, (60, 60), level=0.9, seed=t, positive=positive)
         return interval.low, interval.high
 
     assert 0.8 <= _fid_coverage(6, 400, 120, jackknife) <= 0.99
+
+
+def test_log_scale_jackknife_interval_respects_a_distances_range() -> None:
+    """Where the normal interval of a small FID reaches below zero, the log-scale one stays above zero,
+    contains the estimate, and is wider above it; a zero estimate gets [0, z * se]."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(12, 4)), rng.normal(size=(12, 4))
+    statistic = lambda i, j: fid_from_arrays(a[i], b[j])  # noqa: E731
+    normal = jackknife_interval(statistic, (12, 12))
+    log_scale = jackknife_interval(statistic, (12, 12), positive=True)
+    estimate = statistic(np.arange(12), np.arange(12))
+    assert normal.low < 0 < log_scale.low < estimate < log_scale.high
+    assert log_scale.high - estimate > estimate - log_scale.low
+    zero = jackknife_interval(lambda i, j: 0.0 * len(i), (12, 12), positive=True)
+    assert zero.low == 0.0 and zero.high == 0.0  # no spread: nothing to widen
 
 
 @pytest.mark.parametrize("method", ["percentile", "BCa"])

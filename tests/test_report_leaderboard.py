@@ -46,6 +46,7 @@ def test_the_best_and_the_ties_within_intervals_are_marked() -> None:
         _row("real_vs_real", "fid", 20.0, 15.0, 25.0),  # the noise floor is never "best"
         _row("cyclegan", "lpips_diversity", 0.1, 0.05, 0.15, extractor="lpips-y"),  # higher is better
         _row("gnr", "lpips_diversity", 0.4, 0.35, 0.45, extractor="lpips-y"),
+        _row("<b>mine</b>", "lpips_diversity", 0.2, 0.15, 0.25, extractor="lpips-z"),  # not its column's
         _row("cyclegan", "parameters", 1234567.0, float("nan"), float("nan")),
         _row("cyclegan", "fid", 200.0, 190.0, 210.0, direction="b2a"),
     ]
@@ -57,7 +58,8 @@ def test_the_best_and_the_ties_within_intervals_are_marked() -> None:
     assert fid["real_vs_real"]["mark"] == "" and fid["cyclegan"]["shown"] == "100 ± 10"
     lpips = {r["method"]: r["cells"][1] for r in a2b["rows"]}
     assert lpips["gnr"]["mark"] == "best" and lpips["cyclegan"]["mark"] == ""  # higher is better, no overlap
-    assert lpips["gnr"]["odd"] and not fid["gnr"]["odd"]  # another extractor than most cells: marked
+    assert lpips["<b>mine</b>"]["odd"] and not lpips["gnr"]["odd"] and not fid["gnr"]["odd"]  # per column
+    assert a2b["provenance"] == "FID: inception-x | harness; LPIPS_DIVERSITY: lpips-y | harness"
     assert a2b["rows"][0]["parameters"] == "1,234,567" and set(boards) == {"a2b", "b2a"}
 
 

@@ -30,6 +30,7 @@ from bench.evaluate.extract import (
 from bench.evaluate.gather import Scope, Timing
 from bench.evaluate.generate import Generation, stream_seed
 from bench.evaluate.metrics import EvalOptions, Metric, MetricValue
+from bench.evaluate.samples import write_samples
 from bench.evaluate.translator import Translator
 from bench.results import ResultRow
 from bench.weights import ResolvedWeights, resolve_weights
@@ -86,9 +87,17 @@ class Evaluator:
 
     # -- one translator -----------------------------------------------------------------------------------
     def evaluate(
-        self, translator: Translator, run_id: str, preset: str, seed: int, directions: tuple[str, ...] | None = None
+        self,
+        translator: Translator,
+        run_id: str,
+        preset: str,
+        seed: int,
+        directions: tuple[str, ...] | None = None,
+        samples_dir: Path | None = None,
     ) -> list[ResultRow]:
-        """Every metric of every direction the translator translates (of `directions` when given)."""
+        """Every metric of every direction the translator translates (of `directions` when given).
+
+        `samples_dir`: also write the report's comparison images there (bench.evaluate.samples)."""
         translator.eval()
         rows = []
         for direction in directions or translator.directions:
@@ -105,6 +114,8 @@ class Evaluator:
             if self.dump_dir is not None:  # the images FID/KID read, named after their inputs
                 names = [path.stem for path in self.data.split("test", source).paths[: len(inputs)]]
                 save_pngs(generation.outputs, self.dump_dir / translator.name / direction, names)
+            if samples_dir is not None:
+                write_samples(generation, samples_dir)
             # what the metrics read, gathered once per direction for all metrics that read it
             scope = Scope(generation, target, self.options, self.batch_size, self.extractor, self.real_features)
             for metric in self.metrics:

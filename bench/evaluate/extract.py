@@ -13,6 +13,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from bench.errors import WeightsError
+from bench.inception_import import tensor_sha256
 from bench.weights import (
     CATALOGUE,
     NON_STANDARD,
@@ -210,8 +212,16 @@ class _TorchvisionTrunk:
     def label(self) -> str:
         return self.id if self.standard else f"{self.id} ({NON_STANDARD})"
 
-    weights_sha256 = property(lambda self: self.weights.sha256)
+    @cached_property
+    def weights_sha256(self) -> str:
+        """The weights file's sha256; for a random stand-in trunk (no file), the sha256 of the tensors it runs,
+        so that every row names the exact network behind it."""
+        return self.weights.sha256 or tensor_sha256(self.module().state_dict())
+
     standard = property(lambda self: self.weights.standard)
+
+    def module(self) -> nn.Module:
+        raise NotImplementedError
 
 
 class LpipsDistance(_TorchvisionTrunk):
@@ -232,6 +242,9 @@ class LpipsDistance(_TorchvisionTrunk):
         if weights.path is not None:
             model.net.load_state_dict(_torchvision_features(weights.path, model.net, "alexnet"))
         self.model = model.to(self.device).eval().requires_grad_(False)
+
+    def module(self) -> nn.Module:
+        return self.model
 
     network = "lpips-v0.1-alex"
     preprocessing = "uint8 -> [-1, 1] at evaluation size, no resize"
@@ -275,6 +288,9 @@ class StyleStatistics(_TorchvisionTrunk):
         self.trunk = trunk.to(self.device).eval().requires_grad_(False)
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    def module(self) -> nn.Module:
+        return self.trunk
 
     network = "vgg16-relu1_2-4_3-mean-std"
     preprocessing = "uint8 -> [0, 1], ImageNet normalisation, at evaluation size"

@@ -24,7 +24,7 @@ from bench.data.images import float_to_uint8, uint8_to_float
 from bench.evaluate.translator import Translator, device_of
 from bench.seeds import stream_seed
 
-KINDS = ("outputs", "styles", "dfid", "augmented", "equivariance")
+KINDS = ("outputs", "styles", "dfid", "augmented", "equivariance", "samples")  # append only: indices seed streams
 
 
 def resize_uint8(images: Tensor, size: int) -> Tensor:

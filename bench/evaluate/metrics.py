@@ -90,7 +90,10 @@ class EvalOptions:
     def jackknife(
         self, statistic: Callable[[np.ndarray, np.ndarray], float], sizes: tuple[int, int]
     ) -> Interval | None:
-        return None if self.bootstrap == 0 else jackknife_interval(statistic, sizes, self.ci_level, self.seed)
+        """For distances (FID, FD): an interval in log scale, so it stays above zero."""
+        if self.bootstrap == 0:
+            return None
+        return jackknife_interval(statistic, sizes, self.ci_level, self.seed, positive=True)
 
     def mean_interval(self, per_input: np.ndarray) -> Interval | None:
         return None if self.bootstrap == 0 else mean_interval(per_input, self.bootstrap, self.ci_level, self.seed)
@@ -144,7 +147,7 @@ def fid(fake: np.ndarray, real: np.ndarray, options: EvalOptions) -> list[Metric
     )
     protocol = "Frechet distance of float64 Gaussian fits (torch-fidelity)"
     if interval is not None:
-        protocol += f"; normal interval from a grouped two-sample jackknife ({interval.replicates} evaluations)"
+        protocol += f"; log-normal interval from a grouped two-sample jackknife ({interval.replicates} evaluations)"
     return [MetricValue(value, protocol, len(fake), len(real), interval)]
 
 
@@ -214,9 +217,10 @@ def lpips_diversity(pairwise: np.ndarray, options: EvalOptions) -> list[MetricVa
 def dfid(per_input: list[np.ndarray], real: np.ndarray, options: EvalOptions) -> list[MetricValue]:
     """Diversity FID: for each input, FID between its outputs under many styles and the real target set.
 
-    GNR's exact protocol could not be established (its paper table and code are not available, see
-    research/paper_tables.md section 4): the defaults here (10 inputs x 50 styles, the test split as
-    reference) are this harness's choice, and every part of it is an option. Low when the outputs of a
+    GNR's paper defines it, but its table and evaluation code could not be found (bench/paper/tables.yaml
+    lists it among the facts not found), so the inputs, the styles per input and the reference split
+    (options dfid_inputs, dfid_styles, reference; each row's protocol states the values used) are this
+    harness's choice. Low when the outputs of a
     single input already cover the target distribution; a deterministic map scores as badly as possible
     (all outputs identical: zero covariance).
     """

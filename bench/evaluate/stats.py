@@ -1,7 +1,8 @@
-"""Uncertainty of metrics estimated from 100 test images: seeded bootstrap and jackknife intervals."""
+"""Uncertainty of metrics estimated from small test sets: seeded bootstrap and jackknife intervals."""
 
 from __future__ import annotations
 
+import math
 import statistics
 import warnings
 from collections.abc import Callable, Sequence
@@ -72,8 +73,14 @@ def jackknife_interval(
     level: float = 0.95,
     seed: int = 0,
     max_groups: int = 50,
+    positive: bool = False,
 ) -> Interval:
     """Normal interval from a two-sample grouped (delete-a-group) jackknife standard error.
+
+    `positive`: the statistic is a distance (FID), so the interval is normal in log(statistic) (delta
+    method: log standard error = standard error / estimate) and mapped back: it stays above zero and is
+    wider above the estimate than below, as a distance's sampling distribution is. An estimate of zero
+    or below (identical sets, rounding) gets [0, estimate + z * standard error].
 
     Our own code, for FID, where every bootstrap fails: resampling with replacement duplicates images,
     which FID reads as lost diversity, so bootstrap replicates sit far above the estimate. Nominal 90%
@@ -101,4 +108,9 @@ def jackknife_interval(
         evaluations += g
     z = statistics.NormalDist().inv_cdf(0.5 + level / 2)
     half = z * variance**0.5
-    return Interval(estimate - half, estimate + half, level, evaluations)
+    if not positive:
+        return Interval(estimate - half, estimate + half, level, evaluations)
+    if estimate <= 0:
+        return Interval(0.0, max(estimate, 0.0) + half, level, evaluations)
+    factor = math.exp(half / estimate)
+    return Interval(estimate / factor, estimate * factor, level, evaluations)

@@ -13,6 +13,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 
@@ -50,28 +52,150 @@ def _direction_word(metric: str) -> str:
     return "higher is better" if better else "lower is better"
 
 
-def metrics_figure(result: RunResult) -> plt.Figure | None:
-    """One bar chart per quality metric: methods on the x axis, one bar per direction, bootstrap intervals."""
-    table = result.table()
-    table = table[[_quality(m) for m in table["metric"]]]
+def _shown(table: pd.DataFrame) -> pd.DataFrame:
+    """Quality rows of `table` with value and interval bounds at report scale (KID x100), seeds averaged."""
+    table = table[table["metric"].map(_quality).astype(bool)]
+    scale = table["metric"].map(_scale).astype(float)
+    shown = table.assign(value=table["value"] * scale, low=table["ci_low"] * scale, high=table["ci_high"] * scale)
+    return shown.groupby(["method", "direction", "metric"], sort=False, as_index=False)[["value", "low", "high"]].mean()
+
+
+def _axis_label(metric: str) -> str:
+    scale = _scale(metric)
+    return f"{metric.upper()}{f' x{scale:g}' if scale != 1 else ''} ({_direction_word(metric)})"
+
+
+def _spans_orders(values: pd.Series) -> bool:
+    """Log scale where every value is positive and they span more than a factor 20."""
+    values = values.dropna()
+    return bool(len(values) > 1 and (values > 0).all() and values.max() / values.min() > 20)
+
+
+def _error(part: pd.DataFrame, value: str, low: str, high: str) -> np.ndarray | None:
+    """Asymmetric error bar lengths (2, n) from interval bounds; None when no row has an interval."""
+    if part[low].isna().all():
+        return None
+    return np.stack([(part[value] - part[low]).fillna(0), (part[high] - part[value]).fillna(0)]).clip(0)
+
+
+def points_figure(result: RunResult) -> plt.Figure | None:
+    """One panel per quality metric: a point per method and direction with its interval; log scale where the
+    values span orders of magnitude, so that no method is flattened to zero by another's large value."""
+    table = _shown(result.table())
     if table.empty:
         return None
-    table["shown"] = [v * _scale(m) for v, m in zip(table["value"], table["metric"])]
     metrics = list(dict.fromkeys(table["metric"]))
+    methods = list(dict.fromkeys(table["method"]))
+    directions = list(dict.fromkeys(table["direction"]))
     columns = min(3, len(metrics))
     rows = -(-len(metrics) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(4.6 * columns, 0.45 * len(methods) * rows + 1.2 * rows), squeeze=False
+    )
     for ax in axes.flat[len(metrics) :]:
         ax.set_visible(False)
+    colours = dict(zip(directions, sns.color_palette("deep", len(directions))))
     for ax, metric in zip(axes.flat, metrics):
         part = table[table["metric"] == metric]
-        sns.barplot(data=part, x="method", y="shown", hue="direction", ax=ax)
-        scale = _scale(metric)
-        ax.set_ylabel(f"{metric.upper()}{f' x{scale:g}' if scale != 1 else ''} ({_direction_word(metric)})")
-        ax.tick_params(axis="x", labelrotation=30)
-        ax.set_xlabel("")
-        if not part["standard"].all():
-            ax.set_title(f"{metric.upper()}: {NON_STANDARD}", color="#9a6700")
+        for offset, direction in zip(np.linspace(-0.15, 0.15, len(directions)), directions):
+            d = part[part["direction"] == direction]
+            y = [methods.index(m) + offset for m in d["method"]]
+            ax.errorbar(
+                d["value"],
+                y,
+                xerr=_error(d, "value", "low", "high"),
+                fmt="o",
+                capsize=3,
+                color=colours[direction],
+                label=direction,
+            )
+        if _spans_orders(pd.concat([part["value"], part["low"]])):
+            ax.set_xscale("log")
+        ax.set_yticks(range(len(methods)), methods)
+        ax.invert_yaxis()
+        ax.set_xlabel(_axis_label(metric))
+        ax.grid(axis="x", alpha=0.3)
+        if not result.table().query("metric == @metric")["standard"].all():
+            ax.set_title(NON_STANDARD, color="#9a6700", fontsize=9)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff_figure(result: RunResult) -> plt.Figure | None:
+    """FID against LPIPS diversity and against images/s: a point per method and direction, intervals as bars.
+
+    None when FID or both partners are missing."""
+    table = result.table()
+    quality = _shown(table)
+    fid = quality[quality["metric"] == "fid"].set_index(["method", "direction"])
+    partners = []
+    diversity = quality[quality["metric"] == "lpips_diversity"].set_index(["method", "direction"])
+    if not diversity.empty:
+        partners.append(("LPIPS diversity (higher is better)", diversity, False))
+    speed = table[table["metric"] == "images_per_s_b1"].set_index(["method", "direction"])
+    if not speed.empty:
+        speed = speed.assign(low=np.nan, high=np.nan)
+        partners.append(("images/s at batch 1 (log scale)", speed, True))
+    if fid.empty or not partners:
+        return None
+    methods = list(dict.fromkeys(m for m, _ in fid.index))
+    colours = dict(zip(methods, sns.color_palette("deep", len(methods))))
+    markers = {"a2b": "o", "b2a": "s"}
+    fig, axes = plt.subplots(1, len(partners), figsize=(5.2 * len(partners), 3.9), squeeze=False)
+    for ax, (label, partner, log_x) in zip(axes.flat, partners):
+        both = fid.add_suffix("_fid").join(partner.add_suffix("_x"), how="inner").reset_index()
+        for _, row in both.iterrows():
+            ax.errorbar(
+                row["value_x"],
+                row["value_fid"],
+                yerr=_error(both.loc[[_]], "value_fid", "low_fid", "high_fid"),
+                xerr=_error(both.loc[[_]], "value_x", "low_x", "high_x"),
+                fmt=markers.get(row["direction"], "o"),
+                color=colours[row["method"]],
+                capsize=3,
+            )
+            ax.annotate(
+                f"{row['method']} {row['direction']}",
+                (row["value_x"], row["value_fid"]),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=8,
+            )
+        if log_x:
+            ax.set_xscale("log")
+        if _spans_orders(both["value_fid"]):
+            ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(_axis_label("fid"))
+        ax.grid(alpha=0.3)
+    if not table.query("metric == 'fid'")["standard"].all():
+        fig.suptitle(f"FID: {NON_STANDARD}", color="#9a6700", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def loss_figure(result: RunResult) -> plt.Figure | None:
+    """Training losses per method (the results document's thinned curves), one panel per method."""
+    curves = {name: (info.get("train") or {}).get("loss_curve") or {} for name, info in result.methods.items()}
+    curves = {name: c for name, c in curves.items() if len(c.get("step", ())) > 0}
+    if not curves:
+        return None
+    columns = min(3, len(curves))
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(curves) :]:
+        ax.set_visible(False)
+    for ax, (name, curve) in zip(axes.flat, curves.items()):
+        marker = "o" if len(curve["step"]) < 10 else None
+        for loss, values in curve.items():
+            if loss != "step":
+                shown = [math.nan if v is None else v for v in values]  # a loss not yet reported
+                ax.plot(curve["step"], shown, marker=marker, label=loss, linewidth=1)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -102,7 +226,8 @@ def seeds_summary(result: RunResult) -> list[dict[str, object]]:
 def leaderboards(result: RunResult) -> list[dict[str, Any]]:
     """Per direction: one row per method (the noise floor last), one column per quality metric at report scale,
     the best value per column marked and values whose interval overlaps the best's marked as ties; parameters
-    and images/s; the provenance stated once, with a marker on a cell whose provenance differs from the rest.
+    and images/s; the provenance stated once per group of columns, with a marker on a cell whose provenance
+    differs from the rest of its column.
     Several seeds of a method are averaged (values and interval bounds)."""
     table = result.table()
     if table.empty:
@@ -114,9 +239,17 @@ def leaderboards(result: RunResult) -> list[dict[str, Any]]:
         rows = quality[quality["direction"] == direction]
         metrics = list(dict.fromkeys(rows["metric"]))
         means = rows.groupby(["method", "metric"], sort=False)[["value", "ci_low", "ci_high"]].mean()
+        # each column's provenance (extractor | protocol) is its most common one; a cell with another is marked
         provenance = rows.assign(key=rows["extractor"] + " | " + rows["protocol"].str.split(":").str[0])
-        usual = provenance["key"].mode().iloc[0]
-        odd = set(map(tuple, provenance.loc[provenance["key"] != usual, ["method", "metric"]].values))
+        usual = provenance.groupby("metric", sort=False)["key"].agg(lambda keys: keys.mode().iloc[0])
+        odd = set(
+            map(
+                tuple, provenance.loc[provenance["key"] != provenance["metric"].map(usual), ["method", "metric"]].values
+            )
+        )
+        by_key: dict[str, list[str]] = {}
+        for metric, key in usual.items():
+            by_key.setdefault(key, []).append(metric.upper())
         methods = [m for m in dict.fromkeys(rows["method"]) if m != "real_vs_real"]
         methods += ["real_vs_real"] if "real_vs_real" in set(rows["method"]) else []
         cells: dict[tuple[str, str], dict[str, Any]] = {}
@@ -168,12 +301,54 @@ def leaderboards(result: RunResult) -> list[dict[str, Any]]:
                     }
                     for m in methods
                 ],
-                "provenance": usual,
+                "provenance": "; ".join(f"{', '.join(names)}: {key}" for key, names in by_key.items()),
                 "n": sorted({int(n) for n in rows["n"]}),
                 "odd": bool(odd),
             }
         )
     return boards
+
+
+def _images(result: RunResult, directory: Path, suffix: str) -> dict[str, dict[str, str]]:
+    """{direction: {method: base64 PNG}} of the methods' `<direction>_<suffix>` sample images that exist."""
+    found: dict[str, dict[str, str]] = {}
+    for name, info in result.methods.items():
+        for key, relative in (info.get("images") or {}).items():
+            direction, _, kind = key.partition("_")
+            if kind == suffix and (directory / relative).is_file():
+                found.setdefault(direction, {})[name] = _png(directory / relative)
+    return found
+
+
+def side_by_side(result: RunResult, directory: Path) -> list[dict[str, Any]]:
+    """Per direction: the test inputs once, then each method's translations of the same inputs (one row per
+    style for multimodal methods)."""
+    inputs, sides = _images(result, directory, "inputs"), _images(result, directory, "side")
+    return [
+        {
+            "direction": direction,
+            "inputs": next(iter(inputs.get(direction, {}).values()), None),
+            "rows": [{"method": m, "png": png, "multimodal": _is_multimodal(result, m)} for m, png in rows.items()],
+        }
+        for direction, rows in sides.items()
+    ]
+
+
+def consistency_strips(result: RunResult, directory: Path) -> list[dict[str, str]]:
+    """Per multimodal method and direction: augmented copies of one input and their translations under one style."""
+    strips = _images(result, directory, "consistency")
+    return [{"direction": d, "method": m, "png": png} for d, by in strips.items() for m, png in by.items()]
+
+
+def _is_multimodal(result: RunResult, method: str) -> bool:
+    images = result.methods.get(method, {}).get("images") or {}
+    return any(key.endswith("_consistency") for key in images)
+
+
+def small_n(result: RunResult) -> int | None:
+    """The test-set size when it is small enough that FID's estimator bias dominates (below 2,000 images)."""
+    n = [row.n for row in result.rows if row.metric == "fid" and row.method != "real_vs_real"]
+    return max(n) if n and max(n) < 2000 else None
 
 
 def build_report(result: RunResult, directory: Path, paper: dict[str, Any] | None = None) -> Path:
@@ -203,7 +378,15 @@ def build_report(result: RunResult, directory: Path, paper: dict[str, Any] | Non
         grid = info.get("sample_grid")
         if grid and Path(grid).is_file():
             grids[name] = _png(Path(grid))
-    figure = metrics_figure(result)
+    figures = [
+        {"id": name, "title": title, "png": _png(figure)}
+        for name, title, figure in (
+            ("tradeoffs", "Quality vs diversity and speed", tradeoff_figure(result)),
+            ("metrics", "Every metric, with intervals", points_figure(result)),
+            ("losses", "Training losses", loss_figure(result)),
+        )
+        if figure is not None
+    ]
     html = _TEMPLATES.get_template("report.html.j2").render(
         r=result,
         rows=rows,
@@ -214,8 +397,11 @@ def build_report(result: RunResult, directory: Path, paper: dict[str, Any] | Non
         nonstandard=any(not row.standard for row in result.rows),
         extractors=sorted({row.extractor for row in result.rows if not row.standard}),
         failed={n: i for n, i in result.methods.items() if i.get("status") == "failed"},
-        plot=_png(figure) if figure is not None else None,
+        figures=figures,
         grids=grids,
+        side_by_side=side_by_side(result, directory),
+        consistency=consistency_strips(result, directory),
+        small_n=small_n(result),
         config_yaml=yaml.safe_dump(result.config, sort_keys=False),
         paper=paper,
         leaderboards=leaderboards(result),
