@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.files import write_atomically
+
 SCHEMA_VERSION = 2  # 2: confidence intervals (ci_low, ci_high, ci_level)
 
 
@@ -59,12 +61,9 @@ class RunResult:
         return pd.DataFrame([dataclasses.asdict(r) for r in self.rows], columns=COLUMNS)
 
     def save(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / "results.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=1, default=str))
-        tmp.replace(path)
-        self.table().to_csv(directory / "results.csv", index=False)
+        document = json.dumps(dataclasses.asdict(self), indent=1, default=str)
+        path = write_atomically(directory / "results.json", lambda tmp: tmp.write_text(document))
+        write_atomically(directory / "results.csv", lambda tmp: self.table().to_csv(tmp, index=False))
         return path
 
     @classmethod

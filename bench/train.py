@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from bench.data.folder import TwoDomainDataset
 from bench.data.images import float_to_uint8, uint8_to_float
 from bench.data.loader import Augment, training_batches
 from bench.errors import BenchError
+from bench.files import WriteError, write_atomically
 from bench.official import load_official
 from bench.seeds import STEP, training_seed
 from methods.base import Batch, Method, Networks
@@ -78,11 +78,12 @@ class Checkpointer:
         self.directory, self.keep = directory, keep
 
     def save(self, payload: dict[str, Any]) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"step_{payload['step']:07d}.pt"
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)  # a crash leaves either the old file set or the complete new one
+        previous = self.latest()
+        try:  # a crash or a full disk leaves either the old file set or the complete new one
+            write_atomically(path, lambda tmp: torch.save(payload, tmp))
+        except WriteError as error:
+            raise WriteError(f"{error} (the last checkpoint, {previous or 'none yet'}, is intact)") from error
         for old in self.all()[: -self.keep]:
             old.unlink()
         return path
@@ -93,6 +94,18 @@ class Checkpointer:
     def latest(self) -> Path | None:
         files = self.all()
         return files[-1] if files else None
+
+    def latest_readable(self) -> Path | None:
+        """The newest checkpoint that opens; a damaged newer one (truncated by a crash or a full disk, where
+        the rename was not atomic) is skipped with a warning. Opened memory-mapped: the zip directory at the
+        end of the file is read, the tensors are not."""
+        for path in reversed(self.all()):
+            try:
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                return path
+            except Exception as error:  # torch raises RuntimeError, pickle or zip errors for a damaged file
+                log.warning("%s is damaged (%s: %s); using the checkpoint before it", path, type(error).__name__, error)
+        return None
 
     @staticmethod
     def load(path: Path) -> dict[str, Any]:

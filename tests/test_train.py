@@ -157,6 +157,55 @@ def test_checkpointer_keeps_the_newest(tmp_path: Path) -> None:
     assert [p.name for p in checkpointer.all()] == ["step_0000002.pt", "step_0000003.pt"]
 
 
+def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
+    checkpointer = Checkpointer(tmp_path, keep=3)
+    for step in (2, 4):
+        checkpointer.save({"step": step, "weights": torch.arange(1000.0)})
+    newest = checkpointer.latest()
+    newest.write_bytes(newest.read_bytes()[:300])  # cut short, as a crash of a non-atomic copy leaves it
+    assert checkpointer.latest_readable() == tmp_path / "step_0000002.pt"
+    assert "step_0000004.pt is damaged" in caplog.text and "using the checkpoint before it" in caplog.text
+    (tmp_path / "step_0000002.pt").write_bytes(b"")
+    assert checkpointer.latest_readable() is None
+
+
+def _disk_full_after(nbytes: int):
+    """A writer that puts `nbytes` bytes in the file, then fails as a full disk does."""
+
+    def write(obj, path, *args, **kwargs) -> None:
+        Path(path).write_bytes(b"x" * nbytes)
+        raise OSError(28, "No space left on device")
+
+    return write
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    checkpointer = Checkpointer(tmp_path)
+    checkpointer.save({"step": 2})
+    before = (tmp_path / "step_0000002.pt").read_bytes()
+    monkeypatch.setattr(torch, "save", _disk_full_after(100))
+    with pytest.raises(BenchError, match=r"No space left on device.*step_0000002.pt, is intact"):
+        checkpointer.save({"step": 4})
+    assert [p.name for p in tmp_path.iterdir()] == ["step_0000002.pt"]  # no partial file left behind
+    assert (tmp_path / "step_0000002.pt").read_bytes() == before
+
+
+def test_a_full_disk_while_writing_results_or_the_report_keeps_the_previous_files(tmp_path: Path, monkeypatch):
+    from bench.report import build_report
+    from tests.test_report_leaderboard import _result, _row
+
+    result = _result([_row("cyclegan", "fid", 100.0, 90.0, 110.0)])
+    result.save(tmp_path)
+    build_report(result, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result.rows.append(_row("gnr", "fid", 90.0, 80.0, 100.0))
+    monkeypatch.setattr(Path, "write_text", lambda self, text, *a, **k: _disk_full_after(10)(None, self))
+    for write in (lambda: result.save(tmp_path), lambda: build_report(result, tmp_path)):
+        with pytest.raises(BenchError, match="No space left on device; the previous .* is intact"):
+            write()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_non_finite_loss_stops_with_a_clear_error(toyfaces_small, tmp_path: Path, monkeypatch) -> None:
     method = _method()
     diverged = torch.tensor(float("nan"), requires_grad=True)

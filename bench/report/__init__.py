@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 
+from bench.files import write_atomically  # noqa: E402
 from bench.registry import METRICS  # noqa: E402
 from bench.results import RunResult  # noqa: E402
 from bench.weights import NON_STANDARD  # noqa: E402
@@ -406,7 +407,4 @@ def build_report(result: RunResult, directory: Path, paper: dict[str, Any] | Non
         paper=paper,
         leaderboards=leaderboards(result),
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "index.html"
-    path.write_text(html)
-    return path
+    return write_atomically(directory / "index.html", lambda tmp: tmp.write_text(html))
