@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -165,6 +166,7 @@ def tradeoff_figure(result: RunResult) -> plt.Figure | None:
             )
         if log_x:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap within a decade
         if _spans_orders(both["value_fid"]):
             ax.set_yscale("log")
         ax.set_xlabel(label)
