@@ -189,6 +189,7 @@ def _add_scoring_arguments(p: argparse.ArgumentParser) -> None:
         "do not read or write the feature cache of real image sets",
     )
     _switch(p, "--no-track", "track", False, "do not log to MLflow")
+    _key(p, "--experiment", key="experiment", parse=str, help="MLflow experiment (default: i2i-bench/<dataset>)")
 
 
 def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -279,8 +280,14 @@ def parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--list", action="store_true", help="list the tables, their sources and the protocols")
     _add_eval_arguments(reproduce)
     sub.add_parser("list", help="list registered methods, datasets and metrics")
-    report = sub.add_parser("report", help="rebuild the HTML report of a past run from its results.json")
-    report.add_argument("results", type=Path, help="path to results.json")
+    from bench.track_cli import add_report_server_arguments, add_track_arguments
+
+    report = sub.add_parser(
+        "report", help="rebuild the HTML report of a past run from its results.json or an MLflow experiment"
+    )
+    report.add_argument("results", type=Path, nargs="?", help="path to results.json")
+    add_report_server_arguments(report)
+    add_track_arguments(sub.add_parser("track", help="MLflow: push a run's results that were not logged live"))
     cache = sub.add_parser("cache", help="list or clear the feature cache of real image sets")
     cache.add_argument("action", choices=("ls", "clear"))
     sanity = sub.add_parser("sanity", help="check that every metric ranks toyfaces reference translators as it claims")
@@ -387,6 +394,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report
     from bench.results import RunResult
 
+    if (args.results is None) == (args.mlflow_experiment is None):
+        raise ConfigError("bench report needs a results.json or --mlflow-experiment NAME (one of the two)")
+    if args.mlflow_experiment is not None:
+        from bench.track_cli import run_report_from_server
+
+        return run_report_from_server(args)
     result = RunResult.load(args.results)
     print(build_report(result, args.results.parent))
     return 0
@@ -448,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.data.fetch import run_fetch
 
             return run_fetch(args)
+        if args.command == "track":
+            from bench.track_cli import run_track
+
+            return run_track(args)
         if args.command == "check":
             from bench.check import run_check
 

@@ -102,6 +102,7 @@ class RunConfig:
     work_dir: str = "runs"  # checkpoints and sample grids
     reports_dir: str = "reports"
     track: bool = True  # log to MLflow
+    experiment: str | None = None  # MLflow experiment (default: i2i-bench/<dataset>)
     # `bench eval`: method -> checkpoint to score instead of training (a harness checkpoint or the
     # authors' released file); empty for `bench run`
     checkpoints: dict[str, str] = field(default_factory=dict)

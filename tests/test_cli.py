@@ -258,8 +258,8 @@ def test_toyfaces_run_tracks_reports_and_reproduces(in_tmp: Path, fid_inception)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("i2i-bench").experiment_id])
-    for key in ("fid_a2b", "kid_b2a", "lpips_diversity_a2b_nonstandard", "train/cycle_A"):
+    (run,) = client.search_runs([client.get_experiment_by_name("i2i-bench/toyfaces").experiment_id])
+    for key in ("fid_a2b", "fid_a2b_ci_high", "kid_b2a", "lpips_diversity_a2b_nonstandard", "train/cycle_A"):
         assert key in run.data.metrics
     assert run.data.params["method.ngf"] == "16" and run.data.tags["standard"] == "true"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -121,7 +121,7 @@ def test_eval_is_tracked_as_one_mlflow_run(scored: Scored, trained: Trained, fid
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{scored.cwd / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("i2i-bench").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("i2i-bench/toyfaces").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.info.run_id == scored.result["methods"]["cyclegan"]["mlflow_run_id"]
     table = scored.rows("cyclegan")
