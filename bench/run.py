@@ -33,8 +33,18 @@ from bench.official import read_state
 from bench.protocols import protocol
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
-from bench.results import RunResult
-from bench.track import LossLog, MlflowTracker, NullTracker, TrackedRun, Tracker
+from bench.results import RunResult, thin_curve
+from bench.track import (
+    LossLog,
+    NullTracker,
+    TrackedRun,
+    Tracker,
+    describe,
+    method_params,
+    open_tracker,
+    row_metrics,
+    run_tags,
+)
 from bench.train import (
     CHECKPOINT_FORMAT,
     Checkpointer,
@@ -111,7 +121,7 @@ def find_resumable(work_dir: Path, method: str, fingerprint: dict[str, Any]) -> 
     current = json.loads(json.dumps(fingerprint))  # as the sidecar holds it: configs' tuples become lists
     candidates = sorted(work_dir.glob(f"*/{method}/fingerprint.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for sidecar in candidates:
-        latest = Checkpointer(sidecar.parent / "checkpoints").latest()
+        latest = Checkpointer(sidecar.parent / "checkpoints").latest_readable()
         if latest is None:
             continue
         previous = json.loads(sidecar.read_text())
@@ -230,7 +240,10 @@ def _open_session(
     weights = resolve_weights(network, cfg.weights.path(network), allow_standin)
     extractors = metric_extractors(metrics, weights, cfg.weights.paths(), allow_standin, accelerator.device)
     if tracker is None:
-        tracker = MlflowTracker() if cfg.track and accelerator.is_main_process else NullTracker()
+        # one experiment per dataset; a server that does not answer is not waited for (bench track push)
+        tracker = NullTracker()
+        if cfg.track and accelerator.is_main_process:
+            tracker = open_tracker(data.name, cfg.experiment)
     run_id = broadcast_object_list([new_run_id(data.name)])[0]  # every process writes under one id
     return _Session(
         cfg=cfg,
@@ -272,10 +285,9 @@ def _finish(session: _Session, tracked_runs: list[TrackedRun]) -> Outcome:
         session.result.rows += session.evaluator.noise_floor(session.result.run_id, evaluated)
         session.result.save(out_dir)
         report = build_report(session.result, out_dir)
-        for tracked in tracked_runs:
-            for path in (out_dir / "results.json", out_dir / "results.csv", report):
-                tracked.log_artifact(path)
-    return Outcome(session.result, report, getattr(session.tracker, "uri", "none"))
+        for tracked in tracked_runs:  # results.json, results.csv, index.html and the run's samples/<key>/
+            tracked.log_report(out_dir)
+    return Outcome(session.result, report, describe(session.tracker, out_dir))
 
 
 def selected_metrics(cfg: RunConfig) -> list[Metric]:
@@ -313,6 +325,7 @@ def _run_method(
         "error": None,
         "train": None,
         "sample_grid": None,
+        "images": {},
         "mlflow_run_id": None,
     }
     s.result.methods[key] = info
@@ -347,11 +360,10 @@ def _run_method(
             run_dir.mkdir(parents=True, exist_ok=True)
             if name not in cfg.checkpoints:  # what --resume matches; a scored checkpoint is not resumable
                 (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
-        tracked = s.tracker.start_run(
-            f"{name}-{data.name}-seed{cfg.seed}",
-            params={"run": s.result.config, "method": info["config"], "total_steps": total, "pretrained": pretrained},
-            tags={
-                "bench_run_id": run_id,
+        tags = run_tags(  # kept in the document, so that `bench track push` logs the same run later
+            s.result,
+            key,
+            **{
                 "method": name,
                 "dataset": data.name,
                 "preset": preset,
@@ -362,6 +374,9 @@ def _run_method(
                 "scored_checkpoint": cfg.checkpoints.get(name, ""),
             },
         )
+        run_name = f"{name}-{data.name}-seed{cfg.seed}"
+        info["tracking"] = {"name": run_name, "seed": cfg.seed, "total_steps": total, "tags": tags}
+        tracked = s.tracker.start_run(run_name, params=method_params(s.result, key), tags=tags)
         info["mlflow_run_id"] = tracked.run_id or None
         if name in cfg.checkpoints:
             _load_for_scoring(s, method, cfg.checkpoints[name], info, run_dir)
@@ -382,13 +397,12 @@ def _run_method(
         accelerator.wait_for_everyone()
         if s.main:
             started = time.perf_counter()
-            rows = s.evaluator.evaluate(method, run_id, preset, cfg.seed, tuple(info["directions"]))
+            samples = s.out_dir / "samples" / key  # the report's comparison images, next to it
+            rows = s.evaluator.evaluate(method, run_id, preset, cfg.seed, tuple(info["directions"]), samples)
+            info["images"] = {p.stem: str(p.relative_to(s.out_dir)) for p in sorted(samples.glob("*.png"))}
             info["eval_seconds"] = time.perf_counter() - started
             s.result.rows += rows
-            # the suffix keeps stand-in numbers apart from standard ones in MLflow
-            tracked.log_metrics(
-                {f"{r.metric}_{r.direction}{'' if r.standard else '_nonstandard'}": r.value for r in rows}
-            )
+            tracked.log_metrics(row_metrics(rows))  # values and interval bounds; stand-ins get "_nonstandard"
         info["status"] = "ok"
     except BenchError as error:  # the user can fix it, and the message says how: no traceback
         info["status"], info["error"] = "failed", str(error)
@@ -458,5 +472,6 @@ def _train_method(
         "seconds": trained.seconds,
         "checkpoint": str(trained.checkpoint),
         "last_losses": trained.last_losses,
+        "loss_curve": thin_curve(loss_log.curve()),  # the steps since the resume only, when resumed
     }
     info["sample_grid"] = str(trained.sample_grid) if trained.sample_grid else None

@@ -233,7 +233,7 @@ def test_resume_finds_a_checkpoint_whose_configuration_holds_tuples(tmp_path: Pa
     run_dir = tmp_path / "run-1" / "gnr"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "fingerprint.json").write_text(json.dumps(fingerprint))
-    (run_dir / "checkpoints" / "step_0000040.pt").write_bytes(b"")
+    torch.save({"step": 40}, run_dir / "checkpoints" / "step_0000040.pt")  # resume opens the newest readable one
     assert find_resumable(tmp_path, "gnr", fingerprint) == run_dir / "checkpoints" / "step_0000040.pt"
     assert find_resumable(tmp_path, "gnr", {**fingerprint, "seed": 1}) is None
 
