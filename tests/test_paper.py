@@ -101,7 +101,7 @@ def test_a_protocol_fixes_its_options_and_refuses_a_contradiction() -> None:
 
 
 def test_the_stargan_v2_protocol_without_torchvision_weights_stops_with_instructions(in_tmp: Path, capsys) -> None:
-    (in_tmp / "x.pth").write_bytes(b"")  # never read: the weights are resolved first
+    torch.save({}, in_tmp / "x.pth")  # never loaded as weights: the extractor weights are resolved first
     args = ["eval", "--protocol", "stargan_v2", "--dataset", "toyfaces", "--data-root", str(in_tmp), *SMALL]
     assert main([*args, "--checkpoint", "cyclegan=x.pth", "--no-allow-standin", "--no-track"]) == 2
     err = capsys.readouterr().err
