@@ -102,10 +102,10 @@ class Checkpointer:
         end of the file is read, the tensors are not."""
         for path in reversed(self.all()):
             try:
-                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                load_safely(path, "a readable checkpoint", "nothing: the one before it is used", mmap=True)
                 return path
-            except Exception as error:  # torch raises RuntimeError, pickle or zip errors for a damaged file
-                log.warning("%s is damaged (%s: %s); using the checkpoint before it", path, type(error).__name__, error)
+            except WeightsError as error:  # one line, without torch's advice to load unsafely
+                log.warning("%s is damaged: %s; using the checkpoint before it", path.name, error)
         return None
 
     @staticmethod

@@ -214,12 +214,10 @@ class _TorchvisionTrunk:
     def weights_sha256(self) -> str:
         """The weights file's sha256; for a random stand-in trunk (no file), the sha256 of the tensors it runs,
         so that every row names the exact network behind it."""
-        return self.weights.sha256 or tensor_sha256(self.module().state_dict())
+        return self.weights.sha256 or tensor_sha256(self.module.state_dict())
 
     standard = property(lambda self: self.weights.standard)
-
-    def module(self) -> nn.Module:
-        raise NotImplementedError
+    module: nn.Module  # the network whose tensors the extractor runs (set by each subclass)
 
 
 class LpipsDistance(_TorchvisionTrunk):
@@ -241,9 +239,7 @@ class LpipsDistance(_TorchvisionTrunk):
             model.net.load_state_dict(_torchvision_features(weights.path, model.net, "alexnet"))
         self.model = model.to(self.device).eval().requires_grad_(False)
 
-    def module(self) -> nn.Module:
-        return self.model
-
+    module = property(lambda self: self.model)
     network = "lpips-v0.1-alex"
     preprocessing = "uint8 -> [-1, 1] at evaluation size, no resize"
 
@@ -286,9 +282,7 @@ class StyleStatistics(_TorchvisionTrunk):
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
 
-    def module(self) -> nn.Module:
-        return self.trunk
-
+    module = property(lambda self: self.trunk)
     network = "vgg16-relu1_2-4_3-mean-std"
     preprocessing = "uint8 -> [0, 1], ImageNet normalisation, at evaluation size"
 

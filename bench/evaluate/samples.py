@@ -15,7 +15,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from bench.data.images import float_to_uint8, uint8_to_float
-from bench.evaluate.generate import Generation, consistency_augmentation, resize_uint8
+from bench.evaluate.generate import KINDS, Generation, consistency_augmentation, resize_uint8
 from bench.seeds import stream_seed
 
 SIDE_INPUTS = 6  # test inputs per row: enough to compare, small enough for the report's first screen
@@ -23,38 +23,39 @@ SIDE_STYLES = 3  # rows of a multimodal method
 STRIP_COPIES = 6  # augmented copies in a style consistency strip
 
 
-def _save(rows: Tensor, columns: int, path: Path) -> str:
+SAMPLES = KINDS.index("samples")  # the seed stream of these images, apart from every scored kind
+
+
+def _save(rows: Tensor, columns: int, path: Path) -> None:
     """(R*C, 3, S, S) uint8 tiles without padding (rows of every method then line up in the report)."""
     grid = make_grid(rows, nrow=columns, padding=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
-    return path.name
 
 
-def write_samples(generation: Generation, directory: Path) -> dict[str, str]:
+def write_samples(generation: Generation, directory: Path) -> None:
     """Write `<direction>_inputs.png`, `<direction>_side.png` and, for multimodal translators,
-    `<direction>_consistency.png` to `directory`; returns {name: file name}."""
+    `<direction>_consistency.png` to `directory`."""
     d = generation.direction
     n = min(SIDE_INPUTS, len(generation.inputs))
     inputs = generation.inputs[:n]
-    written = {f"{d}_inputs": _save(resize_uint8(inputs, generation.out_size), n, directory / f"{d}_inputs.png")}
+    _save(resize_uint8(inputs, generation.out_size), n, directory / f"{d}_inputs.png")
     if not generation.translator.multimodal:
         side = generation.outputs[:n]  # the scored translations
     else:
         x = uint8_to_float(inputs).repeat(SIDE_STYLES, 1, 1, 1)  # style-major: row r is style r
         styles = generation.styles_for("samples", SIDE_STYLES, 0)
-        side = generation.translate(x, styles.repeat_interleave(n, 0), stream_seed(generation.seed, 5, 0))
-        written[f"{d}_consistency"] = _save(_consistency(generation), STRIP_COPIES, directory / f"{d}_consistency.png")
-    written[f"{d}_side"] = _save(side, n, directory / f"{d}_side.png")
-    return written
+        side = generation.translate(x, styles.repeat_interleave(n, 0), stream_seed(generation.seed, SAMPLES, 0))
+        _save(_consistency(generation), STRIP_COPIES, directory / f"{d}_consistency.png")
+    _save(side, n, directory / f"{d}_side.png")
 
 
 def _consistency(generation: Generation) -> Tensor:
     """Rows: augmented copies of the first test input, then their translations under one fixed style."""
     x = uint8_to_float(generation.inputs[:1]).repeat(STRIP_COPIES, 1, 1, 1)
     with torch.random.fork_rng(devices=[]):  # kornia draws from the global RNG; keep the caller's intact
-        torch.manual_seed(stream_seed(generation.seed, 5, 1))
+        torch.manual_seed(stream_seed(generation.seed, SAMPLES, 1))
         augmented = consistency_augmentation(x.shape[-1])(x)
     style = generation.styles_for("samples", 1, 1).repeat_interleave(STRIP_COPIES, 0)
-    outputs = generation.translate(augmented, style, stream_seed(generation.seed, 5, 1))
+    outputs = generation.translate(augmented, style, stream_seed(generation.seed, SAMPLES, 1))
     return torch.cat([resize_uint8(float_to_uint8(augmented), generation.out_size), outputs])

@@ -83,7 +83,8 @@ def _error(part: pd.DataFrame, value: str, low: str, high: str) -> np.ndarray | 
 def points_figure(result: RunResult) -> plt.Figure | None:
     """One panel per quality metric: a point per method and direction with its interval; log scale where the
     values span orders of magnitude, so that no method is flattened to zero by another's large value."""
-    table = _shown(result.table())
+    full = result.table()
+    table = _shown(full)
     if table.empty:
         return None
     metrics = list(dict.fromkeys(table["metric"]))
@@ -117,7 +118,7 @@ def points_figure(result: RunResult) -> plt.Figure | None:
         ax.invert_yaxis()
         ax.set_xlabel(_axis_label(metric))
         ax.grid(axis="x", alpha=0.3)
-        if not result.table().query("metric == @metric")["standard"].all():
+        if not full.loc[full["metric"] == metric, "standard"].all():
             ax.set_title(NON_STANDARD, color="#9a6700", fontsize=9)
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
