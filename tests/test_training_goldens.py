@@ -39,6 +39,9 @@ def _tiny(name: str) -> Method:
     return method
 
 
+CROSS_MACHINE_RTOL = 0.05
+
+
 @pytest.mark.parametrize("name", ["cyclegan", "ugatit", "stargan_v2", "council", "gnr"])
 def test_tiny_training_matches_its_golden(name: str, toyfaces_small, tmp_path: Path) -> None:
     method = _tiny(name)
@@ -56,4 +59,8 @@ def test_tiny_training_matches_its_golden(name: str, toyfaces_small, tmp_path: P
         states = [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
         values[f"optimizer.{opt_name}"] = _flat(states)
         values[f"lr.{opt_name}"] = optimizer.param_groups[0]["lr"]
-    check(f"training_{name}", values)
+    # Bitwise on the machine kind that recorded the goldens. Elsewhere other kernels round differently and
+    # Adam's normalised steps carry that into the weights: between AVX512 and AVX2 machines (torch 2.14.1)
+    # losses after two updates differed by up to 1.3%, so the tolerance there is 5%, which still catches a
+    # changed loss, update order or optimiser setting (those move values by far more after one step).
+    check(f"training_{name}", values, rtol=CROSS_MACHINE_RTOL)
