@@ -20,7 +20,7 @@ from bench.errors import BenchError, ConfigError, DataError
 from bench.evaluate.translator import WorkingSize
 from bench.registry import METRICS
 from bench.run import Outcome, _finish, _open_session
-from bench.track import Tracker
+from bench.track import Tracker, method_params, row_metrics, run_tags
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,6 @@ def score_translations(
     session = _open_session(cfg, data, metrics, allow_standin, accelerator, tracker, command, fake)
     label = name or translations.name
     scored = ScoredImages(label, data.image_size)
-    tracked = session.tracker.start_run(
-        f"{label}-{data.name}",
-        params={"run": session.result.config, "translations": str(translations), "reference": str(reference)},
-        tags={"bench_run_id": session.result.run_id, "method": label, "dataset": data.name, "preset": "translations"},
-    )
     info: dict[str, Any] = {
         "preset": "translations",
         "config": {"translations": str(translations.resolve()), "reference": str(reference.resolve())},
@@ -116,16 +111,37 @@ def score_translations(
         "train": None,
         "sample_grid": None,
         "images": {},
-        "mlflow_run_id": tracked.run_id or None,
+        "mlflow_run_id": None,
     }
     session.result.methods[label] = info
+    # tagged and named as bench run's MLflow runs; kept in the document, so that `bench track push` logs the same
+    tags = run_tags(
+        session.result,
+        label,
+        method=label,
+        dataset=data.name,
+        preset="translations",
+        seed=str(cfg.seed),
+        extractor=session.weights.label,
+        standard=str(session.weights.standard).lower(),
+    )
+    run_name = f"{label}-{data.name}"
+    info["tracking"] = {
+        "name": run_name,
+        "seed": cfg.seed,
+        "translations": str(translations),
+        "reference": str(reference),
+        "tags": tags,
+    }
+    tracked = session.tracker.start_run(run_name, params=method_params(session.result, label), tags=tags)
+    info["mlflow_run_id"] = tracked.run_id or None
     try:
         if session.main:
             samples = session.out_dir / "samples" / label
             rows = session.evaluator.evaluate(scored, session.result.run_id, "translations", cfg.seed, None, samples)
             info["images"] = {p.stem: str(p.relative_to(session.out_dir)) for p in sorted(samples.glob("*.png"))}
             session.result.rows += rows
-            tracked.log_metrics({f"{r.metric}{'' if r.standard else '_nonstandard'}": r.value for r in rows})
+            tracked.log_metrics(row_metrics(rows))  # <metric>_a2b[_nonstandard] and its interval bounds
         info["status"] = "ok"
     except BenchError as error:  # the message says how to fix it: no traceback
         info["status"], info["error"] = "failed", str(error)

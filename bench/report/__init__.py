@@ -26,7 +26,9 @@ from bench.weights import NON_STANDARD  # noqa: E402
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=jinja2.select_autoescape(["html", "j2"]),
+    # every template here writes HTML that holds names users and file names chose (methods, experiments, skipped
+    # files): always escaped, not by file extension, which a renamed template would silently switch off
+    autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
 
