@@ -3,6 +3,11 @@
 The evaluator owns the extractors (built on first use), the feature cache of real image sets and the
 run's evaluation options; it works on anything with the Translator protocol, so trained methods and
 the sanity suite's reference translators go through the same code.
+
+Under several processes (`shards`) every process calls `evaluate` with the same arguments: they share
+the translation and extraction batches, the main process alone extracts the reference sets (and writes
+the cache) and sends their features to the others, every process computes the same metric values, and
+only the main process writes files. The caller records the main process's rows.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from bench.evaluate.extract import (
 from bench.evaluate.gather import Scope, Timing
 from bench.evaluate.generate import Generation, stream_seed
 from bench.evaluate.metrics import EvalOptions, Metric, MetricValue
-from bench.evaluate.samples import write_samples
+from bench.evaluate.samples import sample_grids, save_grids
+from bench.evaluate.shards import ALONE, Shards
 from bench.evaluate.translator import Translator
 from bench.results import ResultRow
 from bench.weights import ResolvedWeights, resolve_weights
@@ -53,6 +59,7 @@ class Evaluator:
     limit: int | None = None  # translate only the first N test images per direction
     dump_dir: Path | None = None  # also write the translations scored by set metrics here, as PNG
     fake_preprocessing: str | None = None  # how translated images were made, when not by a translator here
+    shards: Shards = ALONE  # the processes evaluating together; the default is this one alone
     _built: dict[str, Any] = field(default_factory=dict)
     _real: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)
 
@@ -62,28 +69,34 @@ class Evaluator:
         return self._built[name]
 
     # -- real sets ----------------------------------------------------------------------------------------
-    def real_features(self, extractor: str, domain: str) -> np.ndarray:
-        """Features of the reference split of `domain`: from memory, the disk cache, or computed."""
-        split = self.options.reference
-        key = (extractor, split, domain)
+    def real_features(self, extractor: str, domain: str, alone: bool = False) -> np.ndarray:
+        """Features of the reference split of `domain`: from memory, the disk cache, or computed.
+
+        Only the main process extracts them and touches the cache; under several processes it sends them to
+        the others, so every process must ask for the same sets in the same order. `alone`: the main process
+        asks without the others (the noise floor), nothing is sent."""
+        key = (extractor, self.options.reference, domain)
         if key not in self._real:
-            images = self.data.split(split, domain)
-            network = self.extractor(extractor)
-            size = self.data.image_size
-
-            def compute() -> Tensor:
-                return network(images.load_all(size), self.batch_size)
-
-            if self.cache is None:
-                features = compute()
-            else:
-                cache_key = CacheKey(
-                    network.id, network.weights_sha256, network.preprocessing, size, images.content_hash()
-                )
-                label = f"{self.data.name} {split}{domain} ({len(images)} images, {network.label})"
-                features = self.cache.features(cache_key, label, compute)
-            self._real[key] = features.numpy()
+            if not self.shards.main and alone:
+                raise RuntimeError("only the main process reads reference features alone")
+            features = self._reference(extractor, domain) if self.shards.main else None
+            self._real[key] = features if self.shards.world == 1 or alone else self.shards.broadcast(features)
         return self._real[key]
+
+    def _reference(self, extractor: str, domain: str) -> np.ndarray:
+        split = self.options.reference
+        images = self.data.split(split, domain)
+        network = self.extractor(extractor)
+        size = self.data.image_size
+
+        def compute() -> Tensor:
+            return network(images.load_all(size), self.batch_size)
+
+        if self.cache is None:
+            return compute().numpy()
+        cache_key = CacheKey(network.id, network.weights_sha256, network.preprocessing, size, images.content_hash())
+        label = f"{self.data.name} {split}{domain} ({len(images)} images, {network.label})"
+        return self.cache.features(cache_key, label, compute).numpy()
 
     # -- one translator -----------------------------------------------------------------------------------
     def evaluate(
@@ -110,14 +123,22 @@ class Evaluator:
                 self.data.image_size,
                 stream_seed(seed, DIRECTIONS.index(direction)),
                 self.batch_size,
+                self.shards,
             )
+            # every process translates its share of what is written; the main process writes it
             if self.dump_dir is not None:  # the images FID/KID read, named after their inputs
+                outputs = generation.outputs
                 names = [path.stem for path in self.data.split("test", source).paths[: len(inputs)]]
-                save_pngs(generation.outputs, self.dump_dir / translator.name / direction, names)
+                if self.shards.main:
+                    save_pngs(outputs, self.dump_dir / translator.name / direction, names)
             if samples_dir is not None:
-                write_samples(generation, samples_dir)
+                grids = sample_grids(generation)
+                if self.shards.main:
+                    save_grids(grids, samples_dir)
             # what the metrics read, gathered once per direction for all metrics that read it
-            scope = Scope(generation, target, self.options, self.batch_size, self.extractor, self.real_features)
+            scope = Scope(
+                generation, target, self.options, self.batch_size, self.extractor, self.real_features, self.shards
+            )
             for metric in self.metrics:
                 started = time.perf_counter()
                 values = metric.compute(*scope.get(metric.gather), self.options)
@@ -191,7 +212,8 @@ class Evaluator:
 
     # -- the noise floor ----------------------------------------------------------------------------------
     def noise_floor(self, run_id: str, directions: list[str]) -> list[ResultRow]:
-        """Each set metric between two disjoint random halves of the real reference set of each target.
+        """Each set metric between two disjoint random halves of the real reference set of each target (main
+        process only).
 
         What a perfect translator would score at half the sample size: how much of a value at this n is
         estimator bias and noise rather than a difference between distributions.
@@ -202,7 +224,7 @@ class Evaluator:
             for metric in self.metrics:
                 if not metric.set_metric:
                     continue
-                real = self.real_features(metric.extractor, target)
+                real = self.real_features(metric.extractor, target, alone=True)
                 order = np.random.default_rng(stream_seed(self.options.seed, DIRECTIONS.index(direction))).permutation(
                     len(real)
                 )

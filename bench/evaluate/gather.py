@@ -20,6 +20,7 @@ import numpy as np
 from torch import Tensor
 
 from bench.evaluate.generate import Generation, pairs_of
+from bench.evaluate.shards import ALONE, Shards
 from bench.evaluate.throughput import measure_throughput
 
 if TYPE_CHECKING:  # metrics.py imports this module for its gatherers
@@ -43,6 +44,7 @@ class Scope:
     batch_size: int
     extractor: Callable[[str], Any]  # name -> the built extractor
     real_features: Callable[[str, str], np.ndarray]  # (extractor, domain) -> reference-set features
+    shards: Shards = ALONE  # the processes that share the extraction batches of translated images
     gathered: dict[Any, tuple[Any, ...]] = field(default_factory=dict)
 
     def get(self, gather: Gather) -> tuple[Any, ...]:
@@ -51,10 +53,17 @@ class Scope:
         return self.gathered[gather]
 
     def features(self, extractor: str, images: Tensor) -> np.ndarray:
-        return self.extractor(extractor)(images, self.batch_size).numpy()
+        network = self.extractor(extractor)
+        if self.shards.world == 1:  # one call, exactly as without sharding
+            return network(images, self.batch_size).numpy()
+        # a batch through the network alone is what it is inside the full call: the network splits the same way
+        return self.shards.batches(len(images), self.batch_size, lambda b: network(images[b], self.batch_size)).numpy()
 
     def lpips(self, a: Tensor, b: Tensor) -> np.ndarray:
-        return self.extractor("lpips")(a, b, self.batch_size).numpy()
+        network = self.extractor("lpips")
+        if self.shards.world == 1:
+            return network(a, b, self.batch_size).numpy()
+        return self.shards.batches(len(a), self.batch_size, lambda i: network(a[i], b[i], self.batch_size)).numpy()
 
     def real(self, extractor: str) -> np.ndarray:
         return self.real_features(extractor, self.target)

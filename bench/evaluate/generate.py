@@ -12,8 +12,6 @@ is fixed too.
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
@@ -21,6 +19,7 @@ from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 from torch import Tensor
 
 from bench.data.images import float_to_uint8, uint8_to_float
+from bench.evaluate.shards import ALONE, Shards
 from bench.evaluate.translator import Translator, device_of
 from bench.seeds import stream_seed
 
@@ -66,10 +65,20 @@ def consistency_augmentation(size: int) -> K.AugmentationSequential:
 
 class Generation:
     def __init__(
-        self, translator: Translator, inputs: Tensor, direction: str, out_size: int, seed: int, batch_size: int = 50
+        self,
+        translator: Translator,
+        inputs: Tensor,
+        direction: str,
+        out_size: int,
+        seed: int,
+        batch_size: int = 50,
+        shards: Shards = ALONE,
     ) -> None:
-        """`inputs`: (N, 3, s, s) uint8 test images of the source domain at the translator's working size."""
+        """`inputs`: (N, 3, s, s) uint8 test images of the source domain at the translator's working size.
+
+        `shards`: the processes that share the translation batches; every process gets every output."""
         self.translator = translator
+        self.shards = shards
         self.inputs = inputs
         self.direction = direction
         self.out_size = out_size
@@ -78,6 +87,7 @@ class Generation:
         self.device = device_of(translator)
         self._styles: dict[tuple[str, int], Tensor] = {}
         self._style_sets: dict[int, Tensor] = {}
+        self._outputs: Tensor | None = None
 
     def _generator(self, kind: str, *extra: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, KINDS.index(kind), *extra))
@@ -88,15 +98,17 @@ class Generation:
 
         `seed` re-seeds the per-call generator of every batch so that equal (input, style) pairs give equal
         outputs wherever they sit; outputs are clamped (some generators end without tanh) and rounded once.
+        Batches depend on their start only, which is what lets processes share them (`Shards.batches`).
         """
-        out = []
-        for start in range(0, len(x), self.batch_size):
-            chunk = x[start : start + self.batch_size].to(self.device)
-            chunk_style = None if style is None else style[start : start + self.batch_size].to(self.device)
-            generator = torch.Generator(device=self.device).manual_seed(stream_seed(seed, start))
+
+        def batch(rows: slice) -> Tensor:
+            chunk = x[rows].to(self.device)
+            chunk_style = None if style is None else style[rows].to(self.device)
+            generator = torch.Generator(device=self.device).manual_seed(stream_seed(seed, rows.start))
             y = self.translator.translate(chunk, self.direction, style=chunk_style, generator=generator)
-            out.append(resize_uint8(float_to_uint8(y.float().clamp(-1, 1)).cpu(), self.out_size))
-        return torch.cat(out)
+            return resize_uint8(float_to_uint8(y.float().clamp(-1, 1)).cpu(), self.out_size)
+
+        return self.shards.batches(len(x), self.batch_size, batch)
 
     def styles_for(self, kind: str, n: int, draw: int = 0) -> Tensor | None:
         """`n` style codes (None for unimodal translators), a pure function of (seed, kind, draw)."""
@@ -109,11 +121,16 @@ class Generation:
     def _float_inputs(self, n: int | None = None) -> Tensor:
         return uint8_to_float(self.inputs[:n])
 
-    @cached_property
+    @property
     def outputs(self) -> Tensor:
-        """(N, 3, S, S): one translation per test input, each with its own random style."""
-        x = self._float_inputs()
-        return self.translate(x, self.styles_for("outputs", len(x)), stream_seed(self.seed, 0))
+        """(N, 3, S, S): one translation per test input, each with its own random style, made once.
+
+        (Not a functools.cached_property: before Python 3.12 its lock is one per class, so two generations
+        made at once, as ranks simulated in threads are, would wait for each other inside a collective.)"""
+        if self._outputs is None:
+            x = self._float_inputs()
+            self._outputs = self.translate(x, self.styles_for("outputs", len(x)), stream_seed(self.seed, 0))
+        return self._outputs
 
     def style_sets(self, styles: int) -> Tensor:
         """(N, M, 3, S, S): every test input under M random styles (lpips_diversity; FID under StarGAN v2's

@@ -26,28 +26,40 @@ STRIP_COPIES = 6  # augmented copies in a style consistency strip
 SAMPLES = KINDS.index("samples")  # the seed stream of these images, apart from every scored kind
 
 
-def _save(rows: Tensor, columns: int, path: Path) -> None:
+def _grid(tiles: Tensor, columns: int) -> Image.Image:
     """(R*C, 3, S, S) uint8 tiles without padding (rows of every method then line up in the report)."""
-    grid = make_grid(rows, nrow=columns, padding=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+    return Image.fromarray(make_grid(tiles, nrow=columns, padding=0).permute(1, 2, 0).numpy())
 
 
-def write_samples(generation: Generation, directory: Path) -> None:
-    """Write `<direction>_inputs.png`, `<direction>_side.png` and, for multimodal translators,
-    `<direction>_consistency.png` to `directory`."""
+def sample_grids(generation: Generation) -> dict[str, Image.Image]:
+    """`<direction>_inputs.png`, `<direction>_side.png` and, for multimodal translators,
+    `<direction>_consistency.png`: file name -> image.
+
+    Apart from writing them, because translating is shared by every process and writing is the main one's."""
     d = generation.direction
     n = min(SIDE_INPUTS, len(generation.inputs))
     inputs = generation.inputs[:n]
-    _save(resize_uint8(inputs, generation.out_size), n, directory / f"{d}_inputs.png")
+    grids = {f"{d}_inputs.png": _grid(resize_uint8(inputs, generation.out_size), n)}
     if not generation.translator.multimodal:
         side = generation.outputs[:n]  # the scored translations
     else:
         x = uint8_to_float(inputs).repeat(SIDE_STYLES, 1, 1, 1)  # style-major: row r is style r
         styles = generation.styles_for("samples", SIDE_STYLES, 0)
         side = generation.translate(x, styles.repeat_interleave(n, 0), stream_seed(generation.seed, SAMPLES, 0))
-        _save(_consistency(generation), STRIP_COPIES, directory / f"{d}_consistency.png")
-    _save(side, n, directory / f"{d}_side.png")
+        grids[f"{d}_consistency.png"] = _grid(_consistency(generation), STRIP_COPIES)
+    grids[f"{d}_side.png"] = _grid(side, n)
+    return grids
+
+
+def save_grids(grids: dict[str, Image.Image], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, image in grids.items():
+        image.save(directory / name)
+
+
+def write_samples(generation: Generation, directory: Path) -> None:
+    """Write `sample_grids(generation)` to `directory`."""
+    save_grids(sample_grids(generation), directory)
 
 
 def _consistency(generation: Generation) -> Tensor:
