@@ -5,6 +5,9 @@ on the synthetic toyfaces dataset.
 
 `run`, `eval` and `sanity` build one configuration tree (bench/config.py): `--config FILE` (YAML), then
 `--set section.key=value` and the shorthand flags, which set tree keys too, in command-line order.
+
+Building the parser and checking a tree import nothing heavy (torch, the methods): a typo is answered in a
+fraction of a second; each command imports what it runs only once its arguments are known to be good.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import argparse
 import logging
 import shlex
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.config import DEVICES, MIXED_PRECISION
 from bench.errors import BenchError, ConfigError
 from bench.registry import DATASETS, METHODS, METRICS, UnknownNameError
 
@@ -37,6 +42,13 @@ def _yaml_value(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"{text!r} is not a YAML value: {error}") from error
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors as one line, like the configuration's: the message, and where the options are listed."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 class _Set(argparse.Action):
     """Append a (tree key, value) pair to `args.overrides`.
 
@@ -47,7 +59,8 @@ class _Set(argparse.Action):
 
     def __init__(self, option_strings: list[str], dest: str, key: str = "", parse: Callable = _yaml_value, **kw):
         self.key, self.parse = key, parse
-        if kw.get("nargs") != 0:  # all share one dest, so argparse would show OVERRIDES as every metavar
+        # all share one dest, so argparse would show OVERRIDES as every metavar (choices show as {a,b})
+        if kw.get("nargs") != 0 and "choices" not in kw:
             kw.setdefault("metavar", option_strings[0].lstrip("-").upper().replace("-", "_"))
         super().__init__(option_strings, "overrides", **kw)
 
@@ -111,6 +124,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     _key(p, "--sample-every", key="train.sample_every", type=int, metavar="N")
     _key(p, "--log-every", key="train.log_every", type=int, metavar="N")
     _key(p, "--workers", key="data.workers", type=int, help="data-loading processes (default: 0)")
+    _key(
+        p,
+        "--mixed-precision",
+        key="train.mixed_precision",
+        choices=MIXED_PRECISION,
+        help="Accelerate's autocast of the trained networks (default: no; fp16 needs a CUDA device)",
+    )
     _add_scoring_arguments(p)
     _key(p, "--eval-limit", key="eval.limit", type=int, metavar="N", help="evaluate only the first N test images")
 
@@ -170,6 +190,14 @@ def _add_scoring_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="evaluation protocol of a paper: harness (default), ugatit, acl_gan, stargan_v2 "
         "(python -m bench reproduce --list shows what each fixes)",
+    )
+    _key(
+        p,
+        "--device",
+        key="device",
+        choices=DEVICES,
+        help="where to train and score: auto (default: a GPU when one is visible, or accelerate launch's choice), "
+        "cpu, cuda",
     )
     _add_weights_arguments(p)
     standin = (
@@ -250,30 +278,40 @@ def _add_check_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; given `command`, the options of other commands whose modules import torch are left
+    out (their commands are still listed), so that parsing imports nothing heavy."""
+    p = _Parser(prog="python -m bench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def needs(name: str) -> bool:
+        return command is None or command == name
+
     run = sub.add_parser("run", help="train, evaluate, track and report (no arguments: offline demo)")
     _add_run_arguments(run)
     evaluate = sub.add_parser(
         "eval", help="score checkpoints (--checkpoint) or a folder of translations (--translations) without training"
     )
     _add_eval_arguments(evaluate)
-    from bench.data.fetch import add_fetch_arguments
-    from bench.weights_cli import add_weights_arguments
-
     data = sub.add_parser("data", help="fetch datasets: python -m bench data fetch selfie2anime")
-    data_actions = data.add_subparsers(dest="data_action", required=True)
-    add_fetch_arguments(data_actions.add_parser("fetch", help="download, verify and lay out a dataset"))
-    add_weights_arguments(sub.add_parser("weights", help="pretrained files: ls, fetch, import, verify"))
+    if needs("data"):
+        from bench.data.fetch import add_fetch_arguments  # imports torch (through bench.data.images)
+
+        data_actions = data.add_subparsers(dest="data_action", required=True)
+        add_fetch_arguments(data_actions.add_parser("fetch", help="download, verify and lay out a dataset"))
+    weights = sub.add_parser("weights", help="pretrained files: ls, fetch, import, verify")
+    if needs("weights"):
+        from bench.weights_cli import add_weights_arguments  # imports torch
+
+        add_weights_arguments(weights)
     _add_translate_arguments(
         sub.add_parser("translate", help="translate a folder of images with a released checkpoint")
     )
-    from bench.convert import add_convert_arguments
+    convert = sub.add_parser("convert", help="convert released weights the harness cannot read: ugatit-tf (TensorFlow)")
+    if needs("convert"):
+        from bench.convert import add_convert_arguments  # imports torch
 
-    add_convert_arguments(
-        sub.add_parser("convert", help="convert released weights the harness cannot read: ugatit-tf (TensorFlow)")
-    )
+        add_convert_arguments(convert)
     _add_check_arguments(sub.add_parser("check", help="regression gate: a run's results against a baseline"))
     reproduce = sub.add_parser("reproduce", help="a paper's table beside what its protocol measures here (--list)")
     reproduce.add_argument("table", nargs="?", help="table id (python -m bench reproduce --list)")
@@ -320,19 +358,16 @@ def _load(args: argparse.Namespace, *extra: tuple[str, Any]) -> Any:
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.run import run
-
     cfg = _load(args)
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
+    from bench.run import run  # after the checks: it imports torch, Accelerate and the harness
+
     return _print_outcome(run(cfg, command=_command(argv)))
 
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.run import run
-    from bench.score import score_translations
-
     checkpoints = dict(args.checkpoint or [])
     if len(checkpoints) < len(args.checkpoint or []):
         raise ConfigError("--checkpoint names a method more than once")
@@ -345,6 +380,8 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
         if args.print_config:
             print(cfg.to_yaml(), end="")
             return 0
+        from bench.score import score_translations  # after the checks, as in cmd_run
+
         outcome = score_translations(cfg, args.translations, args.reference, args.name, command=_command(argv))
         return _print_outcome(outcome)
     if not cfg.checkpoints:
@@ -352,13 +389,13 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
             "bench eval needs --checkpoint METHOD=PATH (repeatable) or --translations DIR --reference DIR; "
             "see python -m bench eval --help"
         )
-    for method in cfg.checkpoints:
-        METHODS.get(method)  # an unknown name raises with "did you mean"
     if cfg.methods and set(cfg.methods) != set(cfg.checkpoints):
         raise ConfigError("with --checkpoint, --methods must name exactly the methods that have a checkpoint")
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
+    from bench.run import run
+
     return _print_outcome(run(cfg, command=_command(argv)))
 
 
@@ -422,15 +459,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_sanity(args: argparse.Namespace) -> int:
-    from bench.evaluate.cache import FeatureCache
-    from bench.evaluate.evaluator import Evaluator, metric_extractors
-    from bench.evaluate.sanity import SANITY_METRICS, run_sanity
-    from bench.weights import resolve_weights
-
     cfg = _load(args, ("data.dataset", "toyfaces"))  # the reference translators exist for toyfaces only
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
+    from bench.evaluate.cache import FeatureCache  # after the checks: these import torch
+    from bench.evaluate.evaluator import Evaluator, metric_extractors
+    from bench.evaluate.sanity import SANITY_METRICS, run_sanity
+    from bench.weights import resolve_weights
+
     data = DATASETS.get("toyfaces").open(Path(cfg.data.root) if cfg.data.root else None, cfg.data.options)
     metrics = [METRICS.get(name) for name in (cfg.eval.metrics or SANITY_METRICS)]
     weights = cfg.weights.paths()
@@ -444,7 +481,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parser().parse_args(argv)
+    args = parser(argv[0] if argv else None).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         if args.command == "list":
@@ -474,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_reproduce(args, argv, _load, _command(argv))
         if args.command == "translate":
+            METHODS.check(args.method)  # before bench.translate imports torch and the method
             from bench.translate import run_translate
 
             return run_translate(args)

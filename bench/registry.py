@@ -50,6 +50,10 @@ class Registry(Generic[T]):
             entry.target = getattr(importlib.import_module(module_name), attribute)
         return entry.target
 
+    def check(self, name: str) -> None:
+        """Raise UnknownNameError unless `name` is registered; resolves nothing, so imports nothing."""
+        self._entry(name)
+
     def description(self, name: str) -> str:
         entry = self._entry(name)
         if entry.description:
