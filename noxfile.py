@@ -1,7 +1,10 @@
-"""Developer entry points: `nox -s tests`, `nox -s lint` (ruff, import-linter), `nox -s bench`, `nox -s demo`.
+"""Developer entry points: `nox -s tests`, `nox -s lint` (ruff, import-linter), `nox -s bench` (benchmarks, saved and
+compared with the last saved run: see its docstring), `nox -s demo`.
 
 Sessions reuse their virtual environments (`reuse_venv`), so torch is installed once per session.
 """
+
+from pathlib import Path
 
 import nox
 
@@ -26,9 +29,25 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed benchmarks (pytest-benchmark); not part of the tests."""
+    """Speed and memory benchmarks (pytest-benchmark, benchmarks/); not part of the tests, whose addopts skip them.
+
+    Every run is saved under .benchmarks/<machine>/ (--benchmark-autosave, numbered 0001_..., 0002_...) and, when
+    an earlier one was saved there, compared with the newest of them (--benchmark-compare) in the printed table;
+    a mean more than 25% slower fails the session (--benchmark-compare-fail). Each benchmark's extra_info holds
+    what the timing alone does not: images/s, fraction of the measured matmul and conv2d peaks, peak RSS of the
+    paper training steps, the load average. Arguments after `--` go to pytest:
+
+        nox -s bench                                   # everything (paper presets: tens of minutes on a CPU)
+        nox -s bench -- -k "tiny or fid or kid"        # a subset
+        nox -s bench -- --benchmark-compare=0003       # against a chosen saved run instead of the newest
+        pytest-benchmark compare --group-by=name       # the saved runs side by side, afterwards
+    """
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "pytest", "benchmarks", "--benchmark-only", "--benchmark-enable", *session.posargs)
+    args = ["benchmarks", "--benchmark-enable", "--benchmark-only", "--benchmark-autosave"]
+    storage = Path(".benchmarks")
+    if any(storage.glob("*/*.json")):  # --benchmark-compare fails when nothing was saved before
+        args += ["--benchmark-compare", "--benchmark-compare-fail=mean:25%"]
+    session.run("python", "-m", "pytest", *args, *session.posargs)
 
 
 @nox.session
