@@ -23,12 +23,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
 
+from bench.accel import accelerator_for
 from bench.config import RunConfig
 from bench.data.folder import DatasetSpec, TwoDomainDataset
 from bench.errors import BenchError, ConfigError
 from bench.evaluate.cache import FeatureCache
 from bench.evaluate.evaluator import Evaluator, metric_extractors
 from bench.evaluate.metrics import Metric
+from bench.evaluate.shards import Shards
 from bench.official import read_state
 from bench.protocols import protocol
 from bench.registry import DATASETS, METHODS, METRICS
@@ -39,6 +41,7 @@ from bench.track import (
     NullTracker,
     TrackedRun,
     Tracker,
+    claim_report_folder,
     describe,
     method_params,
     open_tracker,
@@ -194,7 +197,7 @@ def run(cfg: RunConfig, command: str = "bench run", tracker: Tracker | None = No
     spec: DatasetSpec = DATASETS.get(cfg.data.dataset)
     plan_methods = _resolve_methods(cfg, spec.default_preset)
     metrics = selected_metrics(cfg)
-    accelerator = Accelerator()
+    accelerator = accelerator_for(cfg)
     with accelerator.main_process_first():
         data: TwoDomainDataset = spec.open(Path(cfg.data.root) if cfg.data.root else None, cfg.data.options)
     allow_standin = spec.synthetic if cfg.weights.allow_standin is None else cfg.weights.allow_standin
@@ -245,6 +248,8 @@ def _open_session(
         if cfg.track and accelerator.is_main_process:
             tracker = open_tracker(data.name, cfg.experiment)
     run_id = broadcast_object_list([new_run_id(data.name)])[0]  # every process writes under one id
+    if accelerator.is_main_process:  # names report folders of runs that died; records this run's owner process
+        claim_report_folder(Path(cfg.reports_dir), run_id)
     return _Session(
         cfg=cfg,
         data=data,
@@ -261,6 +266,7 @@ def _open_session(
             limit=cfg.eval.limit,
             dump_dir=Path(cfg.reports_dir) / run_id / "images" if cfg.eval.dump_images else None,
             fake_preprocessing=fake_preprocessing,
+            shards=Shards.of(accelerator),
         ),
         tracker=tracker,
         result=RunResult(
@@ -350,6 +356,7 @@ def _run_method(
             "seed": cfg.seed,
             "total_steps": total,
             "processes": accelerator.num_processes,
+            "mixed_precision": cfg.train.mixed_precision,  # a bf16 run's state must not continue in fp32
             "checkpoint_format": CHECKPOINT_FORMAT,  # another format drew other random numbers
         }
         resume_from = find_resumable(Path(cfg.work_dir), key, fingerprint) if cfg.train.resume else None
@@ -395,10 +402,11 @@ def _run_method(
             loss_log = LossLog(tracked, cfg.train.log_every)
             _train_method(s, method, plan, run_dir, fingerprint, resume_from, loss_log, tracked, info)
         accelerator.wait_for_everyone()
+        # every process evaluates its share of the batches (s.evaluator.shards); the main one writes and records
+        started = time.perf_counter()
+        samples = s.out_dir / "samples" / key  # the report's comparison images, next to it
+        rows = s.evaluator.evaluate(method, run_id, preset, cfg.seed, tuple(info["directions"]), samples)
         if s.main:
-            started = time.perf_counter()
-            samples = s.out_dir / "samples" / key  # the report's comparison images, next to it
-            rows = s.evaluator.evaluate(method, run_id, preset, cfg.seed, tuple(info["directions"]), samples)
             info["images"] = {p.stem: str(p.relative_to(s.out_dir)) for p in sorted(samples.glob("*.png"))}
             info["eval_seconds"] = time.perf_counter() - started
             s.result.rows += rows

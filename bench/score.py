@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 
+from bench.accel import accelerator_for
 from bench.config import RunConfig
 from bench.data.folder import TwoDomainDataset
 from bench.data.images import ImageSet, read_rgb
@@ -94,7 +94,7 @@ def score_translations(
             f"translations supports the set metrics only: {', '.join(n for n in METRICS.names() if METRICS.get(n).set_metric)}"
         )
     data = translations_dataset(translations, reference, cfg.data.options.get("image_size"))
-    accelerator = Accelerator()
+    accelerator = accelerator_for(cfg)
     allow_standin = bool(cfg.weights.allow_standin)  # real images: stand-ins only when asked for
     fake = f"fake: files of {translations}, Pillow bicubic to {data.image_size}px, uint8"
     session = _open_session(cfg, data, metrics, allow_standin, accelerator, tracker, command, fake)
@@ -136,9 +136,10 @@ def score_translations(
     tracked = session.tracker.start_run(run_name, params=method_params(session.result, label), tags=tags)
     info["mlflow_run_id"] = tracked.run_id or None
     try:
+        # every process scores its share of the batches (the evaluator's shards); the main one records
+        samples = session.out_dir / "samples" / label
+        rows = session.evaluator.evaluate(scored, session.result.run_id, "translations", cfg.seed, None, samples)
         if session.main:
-            samples = session.out_dir / "samples" / label
-            rows = session.evaluator.evaluate(scored, session.result.run_id, "translations", cfg.seed, None, samples)
             info["images"] = {p.stem: str(p.relative_to(session.out_dir)) for p in sorted(samples.glob("*.png"))}
             session.result.rows += rows
             tracked.log_metrics(row_metrics(rows))  # <metric>_a2b[_nonstandard] and its interval bounds

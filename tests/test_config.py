@@ -52,7 +52,7 @@ def test_print_config_yaml_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "section", "valid"),
     [
-        ("stepz", "top level", "valid top-level keys: checkpoints, data, eval"),
+        ("stepz", "top level", "valid top-level keys: checkpoints, data, device, eval"),
         ("train.stepz", "train", "valid keys of train: batch_size, checkpoint_every, log_every"),
         ("eval.stlyes", "eval", "(did you mean styles?)"),
         (
