@@ -128,14 +128,27 @@ def checkpoint_payload(method: Method, step: int, fingerprint: dict[str, Any]) -
     }
 
 
-def restore(method: Method, payload: dict[str, Any]) -> int:
-    """Load a checkpoint written by `checkpoint_payload`; returns the number of completed steps."""
+def restore(method: Method, payload: dict[str, Any], source: str = "the checkpoint") -> int:
+    """Load a checkpoint written by `checkpoint_payload`; returns the number of completed steps.
+
+    A checkpoint of another configuration (another width) is a BenchError in one line naming the network,
+    key and both shapes, raised before torch's multi-line size-mismatch dump could be.
+    """
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise BenchError(
-            f"the checkpoint is of format {payload.get('format')}, this version resumes format {CHECKPOINT_FORMAT} "
+            f"{source} is of format {payload.get('format')}, this version resumes format {CHECKPOINT_FORMAT} "
             "only (its random streams differ); score it with --checkpoint, or train afresh"
         )
-    method.load_network_state(payload["networks"])
+    networks = payload.get("networks")
+    for attr in method.networks:
+        state = networks.get(attr) if isinstance(networks, dict) else None
+        mismatch = state_mismatch(getattr(method, attr), state) if isinstance(state, dict) else "no state dict for it"
+        if mismatch:
+            raise BenchError(
+                f"{source} does not fit {method.name} as configured ({attr}: {mismatch}); train afresh without "
+                "--resume, or resume with the preset and overrides it was written with"
+            )
+    method.load_network_state(networks)
     for name, optimizer in method.optimizers().items():
         optimizer.load_state_dict(payload["optimizers"][name])
     method.load_train_state(payload["train_state"])
@@ -260,7 +273,7 @@ def train(
     """
     checkpointer = Checkpointer(run_dir / "checkpoints")
     method.optimizers()  # created before restore so their states can be loaded
-    start = restore(method, Checkpointer.load(resume_from)) if resume_from else 0
+    start = restore(method, Checkpointer.load(resume_from), str(resume_from)) if resume_from else 0
     if resume_from:
         log.info("%s: resumed from %s at step %d", method.name, resume_from, start)
     nets, optimizers = prepare(method, accelerator)
