@@ -191,7 +191,7 @@ import torch
 from accelerate import PartialState
 
 from bench.evaluate.cache import FeatureCache
-from bench.evaluate.evaluator import Evaluator
+from bench.evaluate.evaluator import Evaluator, metric_extractors
 from bench.evaluate.metrics import EvalOptions
 from bench.evaluate.shards import Shards
 from bench.registry import DATASETS, METHODS, METRICS
