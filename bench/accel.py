@@ -21,7 +21,7 @@ def _launcher_cpu() -> bool:
 
 
 def accelerator_for(cfg: Any) -> Accelerator:
-    """Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=cfg.device == "cpu"), or ConfigError first."""
+    """Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=...) for cfg.device, or ConfigError first."""
     device, precision = cfg.device, cfg.train.mixed_precision
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # set by accelerate launch (its default: no)
     if launched is not None and launched.lower() != precision:
@@ -38,7 +38,11 @@ def accelerator_for(cfg: Any) -> Accelerator:
         # Accelerate (1.16) accepts fp16 on the CPU but then neither autocasts nor scales (native_amp stays
         # False): the run would be float32 while its record said fp16. bf16 does autocast on the CPU.
         raise ConfigError("--mixed-precision fp16 needs a CUDA device; on the CPU use --mixed-precision bf16 or no")
+    # `auto` without a GPU must say cpu=True: under torchrun (accelerate launch --multi_gpu) on a machine
+    # without CUDA, cpu=False leaves every process alone (DistributedType.NO), each training and reporting
+    # by itself; cpu=True joins them over gloo (MULTI_CPU).
+    no_gpu = not torch.cuda.is_available() and not torch.backends.mps.is_available()
     try:
-        return Accelerator(mixed_precision=precision, cpu=device == "cpu")
+        return Accelerator(mixed_precision=precision, cpu=device == "cpu" or (device == "auto" and no_gpu))
     except ValueError as error:  # Accelerate refusing these settings, e.g. its state fixed earlier in this process
         raise ConfigError(f"Accelerate refused device={device}, mixed_precision={precision}: {error}") from error

@@ -355,7 +355,7 @@ def test_two_processes_under_accelerate_launch(tmp_path: Path, standin) -> None:
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--cpu",
+        "--multi_gpu",  # what starts 2 processes (torchrun); with --cpu the launcher starts one, whatever its count
         "--num_processes",
         "2",
         "--num_machines",
@@ -369,6 +369,8 @@ def test_two_processes_under_accelerate_launch(tmp_path: Path, standin) -> None:
     out = subprocess.run([*launch, *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(list((tmp_path / "runs").iterdir())) == 1  # one run id shared by both processes
+    (document,) = (tmp_path / "reports").glob("*/results.json")
+    assert json.loads(document.read_text())["environment"]["processes"] == 2  # two processes really ran
     (results,) = _results(tmp_path)
     assert len(results[results["method"] == "cyclegan"]) == 4
 

@@ -198,7 +198,7 @@ from bench.registry import DATASETS, METHODS, METRICS
 from bench.weights import resolve_weights
 
 data_root, cache_root, out = (Path(a) for a in sys.argv[1:4])
-state = PartialState()
+state = PartialState(cpu=True)  # cpu=True: the launched processes join over gloo
 data = DATASETS.get("toyfaces").open(data_root, {"size": 32, "n_train": 8, "n_test": 8, "seed": 0})
 cls = METHODS.get("stargan_v2")
 torch.manual_seed(0)  # the same randomly initialised networks in every process: a stand-in for a checkpoint
@@ -229,7 +229,8 @@ def test_two_processes_score_what_one_process_scores(toyfaces_small, tmp_path: P
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k in ("HOME", "PATH", "BENCH_CACHE", "TORCH_HOME")}
     env["PYTHONPATH"] = str(ROOT)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+    # --multi_gpu is what starts 2 processes (torchrun); with --cpu the launcher starts one, whatever its count
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     runs = {}
     for world, command in ((1, [sys.executable]), (2, launch)):
