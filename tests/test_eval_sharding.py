@@ -229,6 +229,7 @@ def test_two_processes_score_what_one_process_scores(toyfaces_small, tmp_path: P
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k in ("HOME", "PATH", "BENCH_CACHE", "TORCH_HOME")}
     env["PYTHONPATH"] = str(ROOT)
+    env["OMP_NUM_THREADS"] = "1"  # what torchrun gives each process; thread counts change float sums (~1e-5)
     # --multi_gpu is what starts 2 processes (torchrun); with --cpu the launcher starts one, whatever its count
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
