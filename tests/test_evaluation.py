@@ -18,7 +18,13 @@ from bench.errors import ConfigError
 from bench.evaluate.cache import FeatureCache
 from bench.evaluate.evaluator import NOISE_FLOOR, Evaluator, metric_extractors
 from bench.evaluate.extract import LpipsDistance, StyleStatistics
-from bench.evaluate.fidkid import KidKernels, features_to_fid, fid_from_arrays
+from bench.evaluate.fidkid import (
+    KidKernels,
+    features_to_fid,
+    features_to_statistics,
+    fid_from_arrays,
+    statistics_to_fid,
+)
 from bench.evaluate.gather import OutputsAndReal, Scope
 from bench.evaluate.metrics import EvalOptions, Metric, MetricValue, dfid, lpips_diversity, style_consistency
 from bench.evaluate.panel import reference_panel
@@ -35,8 +41,10 @@ def test_fast_fid_agrees_with_torch_fidelity(n: int) -> None:
     rng = np.random.default_rng(n)
     a = rng.standard_normal((n, 64))
     b = rng.standard_normal((n + 7, 64)) * 1.3 + 0.2
-    reference = features_to_fid(torch.from_numpy(a), torch.from_numpy(b))
+    # torch-fidelity's own computation from the Gaussian fits (its eigendecomposition of sigma_1 @ sigma_2)
+    reference = statistics_to_fid(features_to_statistics(torch.from_numpy(a)), features_to_statistics(b))
     assert fid_from_arrays(a, b) == pytest.approx(reference, rel=1e-6)
+    assert features_to_fid(torch.from_numpy(a), b) == fid_from_arrays(a, b)  # reported values use the exact form
 
 
 def test_kid_kernels_reproduce_torch_fidelity_mmd2_and_leave_out_duplicate_pairs() -> None:
