@@ -454,7 +454,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
     for e in entries:
         key = e.key
         print(f"  {e.path.stem[:12]}  {e.created}  {e.count:>6} x  {e.bytes / 1e6:7.2f} MB  {e.label}")
-        print(f"                {key['extractor']} @ {key['resolution']}px, images sha256 {key['content_sha256'][:12]}")
+        if key.get("kind") == "translations":  # what a translator's outputs gave a metric (bench.evaluate.cache)
+            extractor = key["extractor"][0]
+            print(
+                f"                {extractor}, translator {key['translator'][:12]}, {key['n']} inputs, seed {key['seed']}"
+            )
+        else:
+            print(
+                f"                {key['extractor']} @ {key['resolution']}px, images sha256 {key['content_sha256'][:12]}"
+            )
     return 0
 
 

@@ -389,6 +389,46 @@ def test_feature_cache_skips_extraction_and_notices_an_edited_image(tmp_path: Pa
     assert cache.clear() == 3 and cache.entries() == []
 
 
+@pytest.mark.parametrize("name", ["cyclegan", "stargan_v2"])  # unimodal, multimodal
+def test_rescoring_an_unchanged_network_translates_and_extracts_nothing(toyfaces_small, tmp_path: Path, name) -> None:
+    """Features (and LPIPS distances) of a network's outputs are cached under its tensors, the settings and the
+    extractor: a second evaluation gives the same values without a translation; a changed weight or setting
+    recomputes what it changes, and the sample grid still shows the scored translations."""
+    from bench.registry import METHODS
+
+    cache = FeatureCache(tmp_path / "cache")
+    metrics = ["fid", "kid", "lpips_diversity", "dfid", "style_consistency", "content_equivariance"]
+    method = METHODS.get(name).from_preset("tiny", image_size=toyfaces_small.image_size)
+    calls = []
+    original = method.translate
+    method.translate = lambda x, *args, **kwargs: calls.append(len(x)) or original(x, *args, **kwargs)
+
+    def evaluate(samples: Path | None = None, **options):
+        evaluator = _evaluator(toyfaces_small, cache, metrics, **options)
+        calls.clear()
+        rows = evaluator.evaluate(method, "run", "tiny", seed=0, directions=("a2b",), samples_dir=samples)
+        return {r.metric: r.value for r in rows}, evaluator
+
+    cold, first = evaluate(tmp_path / "cold")
+    assert calls and first.extractor("inception").calls > 0
+    cached, second = evaluate(tmp_path / "cached")
+    assert cached == cold  # bit for bit: the stored arrays are the computed ones
+    assert second.extractor("inception").calls == 0
+    if not method.multimodal:  # the grid's row is the scored outputs, here from their first batch alone
+        assert calls == [8]  # the sample grid's first batch, nothing for any metric
+        for grid in ("a2b_side.png", "a2b_inputs.png"):
+            assert (tmp_path / "cached" / grid).read_bytes() == (tmp_path / "cold" / grid).read_bytes()
+
+    more_styles, _ = evaluate(styles=4)  # one setting: only what reads it is recomputed
+    assert {m for m in metrics if more_styles[m] != cold[m]} == ({"lpips_diversity"} if method.multimodal else set())
+
+    with torch.no_grad():  # a translating network's first weight
+        next(getattr(method, method.translation_networks("a2b")[0]).parameters()).mul_(1.5)
+    changed, third = evaluate()
+    assert third.extractor("inception").calls > 0 and changed["fid"] != cold["fid"]
+    assert {e.key.get("kind") for e in cache.entries()} == {"translations", None}  # None: the real sets
+
+
 def test_a_damaged_cache_entry_is_recomputed(tmp_path: Path) -> None:
     from bench.evaluate.cache import CacheKey
 

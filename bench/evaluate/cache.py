@@ -3,6 +3,11 @@
 Features of real image sets are stored under a key made of everything that changes them: extractor id,
 weights hash, preprocessing, resolution and a hash of the image files' contents (not their folder's
 name), so editing one image or changing any of the others makes a new entry.
+
+What a translator's outputs give a metric (features, LPIPS distances) is stored too (`load`, `store`),
+under the key the evaluator builds: the translator's tensors and code, the test inputs, the evaluation
+settings the values depend on and the extractor (bench.evaluate.evaluator.Evaluator._remembered). Re-scoring
+an unchanged checkpoint then translates and extracts nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,6 +33,8 @@ from bench.weights import cache_dir
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the stored layout changes
+
+Stored = tuple[Any, ...]  # what a gatherer returns: numpy arrays (float64, or any dtype) or None
 
 
 @dataclass(frozen=True)
@@ -59,30 +68,61 @@ class FeatureCache:
 
     def features(self, key: CacheKey, label: str, compute: Callable[[], Tensor]) -> Tensor:
         """The cached features for `key`, or `compute()`'s, which are then stored."""
-        path = self.root / f"{key.digest()}.pt"
-        if path.is_file():
-            try:  # read without running code: a planted or damaged entry is recomputed, not fatal
-                features = load_safely(path, "a feature cache entry", "nothing: it is recomputed", state_dict=False)
-                if not isinstance(features, Tensor):
-                    raise WeightsError(f"{path} is not a feature cache entry (it holds a {type(features).__name__})")
-                self.hits += 1
-                return features
-            except WeightsError as error:
-                log.warning("%s; recomputing", error)
-        self.misses += 1
-        features = compute()
+        digest = key.digest()
+        features = self._read(digest, Tensor)
+        if features is not None:
+            return features
+        features = compute().detach().cpu()
+        self._write(digest, features, {"label": label, "key": key.__dict__, "count": len(features)})
+        return features
+
+    # -- values gathered from a translator's outputs (keys built by the evaluator) ---------------------------
+    @staticmethod
+    def digest(key: dict[str, Any]) -> str:
+        text = json.dumps({"format": FORMAT, **key}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def load(self, key: dict[str, Any]) -> Stored | None:
+        """What `store` kept under `key`, or None (never stored, or unreadable: then it is recomputed)."""
+        stored = self._read(self.digest(key), list)
+        if stored is None:
+            return None
+        return tuple(None if item is None else item.numpy() for item in stored)
+
+    def store(self, key: dict[str, Any], label: str, values: Stored) -> None:
+        """Keep a gatherer's arrays under `key` (tensors on disk: read back without running code)."""
+        for value in values:
+            if value is not None and not isinstance(value, np.ndarray):
+                raise TypeError(f"only numpy arrays and None are stored, got {type(value).__name__}")
+        tensors = [None if value is None else torch.from_numpy(np.ascontiguousarray(value)) for value in values]
+        count = len(values[0]) if values and values[0] is not None else 0
+        self._write(self.digest(key), tensors, {"label": label, "key": key, "count": count})
+
+    # -- files ------------------------------------------------------------------------------------------------
+    def _read(self, digest: str, kind: type) -> Any:
+        path = self.root / f"{digest}.pt"
+        if not path.is_file():
+            self.misses += 1
+            return None
+        try:  # read without running code: a planted or damaged entry is recomputed, not fatal
+            value = load_safely(path, "a feature cache entry", "nothing: it is recomputed", state_dict=False)
+            if not isinstance(value, kind):
+                raise WeightsError(f"{path} is not a feature cache entry (it holds a {type(value).__name__})")
+        except WeightsError as error:
+            log.warning("%s; recomputing", error)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def _write(self, digest: str, value: Any, meta: dict[str, Any]) -> None:
+        path = self.root / f"{digest}.pt"
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save(features.detach().cpu(), tmp)
-        os.replace(tmp, path)
-        meta = {
-            "label": label,
-            "key": key.__dict__,
-            "count": len(features),
-            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-        return features
+        torch.save(value, tmp)
+        os.replace(tmp, path)  # readers see the whole entry or none: the metadata follows the data
+        meta["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=str))
 
     def entries(self) -> list[CacheEntry]:
         out = []

@@ -12,6 +12,9 @@ only the main process writes files. The caller records the main process's rows.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -20,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from bench.data.folder import TwoDomainDataset
 from bench.data.images import save_pngs
+from bench.evaluate import generate
 from bench.evaluate.cache import CacheKey, FeatureCache
 from bench.evaluate.extract import (
     InceptionFeatures,
@@ -32,12 +37,13 @@ from bench.evaluate.extract import (
     TorchFidelityFeatures,
     TorchvisionInceptionFeatures,
 )
-from bench.evaluate.gather import Scope, Timing
+from bench.evaluate.gather import Gather, Scope, Timing
 from bench.evaluate.generate import Generation, stream_seed
 from bench.evaluate.metrics import EvalOptions, Metric, MetricValue
 from bench.evaluate.samples import sample_grids, save_grids
 from bench.evaluate.shards import ALONE, Shards
-from bench.evaluate.translator import Translator
+from bench.evaluate.translator import Translator, device_of
+from bench.inception_import import tensor_sha256
 from bench.results import ResultRow
 from bench.weights import ResolvedWeights, resolve_weights
 from methods.base import DIRECTIONS
@@ -136,8 +142,16 @@ class Evaluator:
                 if self.shards.main:
                     save_grids(grids, samples_dir)
             # what the metrics read, gathered once per direction for all metrics that read it
+            key = self._translation_key(translator, direction, len(inputs), generation.seed)
             scope = Scope(
-                generation, target, self.options, self.batch_size, self.extractor, self.real_features, self.shards
+                generation,
+                target,
+                self.options,
+                self.batch_size,
+                self.extractor,
+                self.real_features,
+                self.shards,
+                None if key is None else lambda gather, compute, key=key: self._remembered(key, gather, compute),
             )
             for metric in self.metrics:
                 started = time.perf_counter()
@@ -150,6 +164,56 @@ class Evaluator:
                     for value in values
                 ]
         return rows
+
+    # -- stored translations' features -----------------------------------------------------------------------
+    def _translation_key(self, translator: Translator, direction: str, n: int, seed: int) -> dict[str, Any] | None:
+        """What the outputs of `translator` on this test split depend on; None: not stored (no cache, outputs
+        made elsewhere, or a translator without tensors to identify it by)."""
+        if self.cache is None or self.fake_preprocessing is not None:
+            return None
+        identity = translator_identity(translator)
+        if identity is None:
+            return None
+        source = SOURCE_AND_TARGET[direction][0]
+        return {
+            "kind": "translations",
+            "translator": identity,
+            "direction": direction,
+            "inputs": self.data.split("test", source).content_hash(n),
+            "n": n,
+            "working_size": translator.config.image_size,
+            "eval_size": self.data.image_size,
+            "seed": seed,
+            "batch_size": self.batch_size,  # each batch's generator is seeded from its start
+        }
+
+    def _remembered(
+        self, translation: dict[str, Any], gather: Gather, compute: Callable[[], tuple[Any, ...]]
+    ) -> tuple[Any, ...]:
+        """`gather`'s result from the cache, or computed and stored. Under several processes the main one
+        reads and writes the cache and sends what it read; on a miss every process computes its share."""
+        assert self.cache is not None
+        network = self.extractor(gather.extractor)
+        key = {
+            **translation,
+            "gather": type(gather).__name__,
+            "fields": dataclasses.asdict(gather),  # type: ignore[call-overload]
+            "settings": {name: getattr(self.options, name) for name in gather.settings},  # type: ignore[attr-defined]
+            "extractor": [network.id, network.weights_sha256, network.preprocessing],
+        }
+        stored = self.cache.load(key) if self.shards.main else None
+        if self.shards.world > 1:
+            stored = self.shards.broadcast(stored)
+        if stored is not None:
+            log.info(
+                "%s %s: %s from the feature cache", translation["translator"][:12], key["direction"], key["gather"]
+            )
+            return stored
+        values = compute()
+        if self.shards.main:
+            label = f"{translation['direction']} {type(gather).__name__} ({network.label})"
+            self.cache.store(key, label, values)
+        return values
 
     def _row(
         self,
@@ -234,6 +298,23 @@ class Evaluator:
                 for value in metric.compute(real[order[:half]], real[order[half : 2 * half]], self.options):
                     rows.append(self._row(metric, value, run_id, NOISE_FLOOR, "", direction, self.options.seed, None))
         return rows
+
+
+def translator_identity(translator: Translator) -> str | None:
+    """sha256 of what a network translator's outputs depend on besides its inputs: its name and configuration,
+    every tensor it holds, the source of its class's module and of the harness's generation code, the torch
+    version and the device type. None for translators that are not networks (the sanity suite's references)."""
+    if not isinstance(translator, nn.Module):
+        return None
+    digest = hashlib.sha256()
+    config = getattr(translator.config, "to_dict", lambda: translator.config)()
+    for part in (translator.name, repr(config), torch.__version__, device_of(translator).type):
+        digest.update(f"{part}\0".encode())
+    digest.update(tensor_sha256(translator.state_dict()).encode())
+    for module in (inspect.getmodule(type(translator)), generate):
+        source = inspect.getsourcefile(module) if module is not None else None
+        digest.update(Path(source).read_bytes() if source else b"?")
+    return digest.hexdigest()
 
 
 def metric_extractors(

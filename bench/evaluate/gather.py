@@ -8,6 +8,11 @@ cache looks them up by.
 A gatherer returns the positional arguments of its metrics' `compute` (which takes the options last), as
 numpy arrays. Images become features inside the extractors, and features become numpy once, where they
 leave an extractor (`Scope.features`, `Scope.lpips`, `Evaluator.real_features`); nothing converts back.
+
+Gatherers that read only the translator's outputs name the evaluation options they read (`settings`): with
+the translator's identity and the extractor's, that is the key under which the evaluator keeps their result
+in the feature cache (`Scope.remember`), so re-scoring an unchanged checkpoint translates nothing. Gatherers
+that add real features to those (`OutputsAndReal`...) or measure the machine (`Timing`) are never stored.
 """
 
 from __future__ import annotations
@@ -45,11 +50,14 @@ class Scope:
     extractor: Callable[[str], Any]  # name -> the built extractor
     real_features: Callable[[str, str], np.ndarray]  # (extractor, domain) -> reference-set features
     shards: Shards = ALONE  # the processes that share the extraction batches of translated images
+    # (gatherer, compute) -> the stored result or compute()'s, stored; None: nothing is stored
+    remember: Callable[[Gather, Callable[[], tuple[Any, ...]]], tuple[Any, ...]] | None = None
     gathered: dict[Any, tuple[Any, ...]] = field(default_factory=dict)
 
     def get(self, gather: Gather) -> tuple[Any, ...]:
         if gather not in self.gathered:
-            self.gathered[gather] = gather(self)
+            stored = self.remember is not None and getattr(gather, "settings", None) is not None
+            self.gathered[gather] = self.remember(gather, lambda: gather(self)) if stored else gather(self)
         return self.gathered[gather]
 
     def features(self, extractor: str, images: Tensor) -> np.ndarray:
@@ -75,6 +83,7 @@ class Outputs:
 
     extractor: str
     reference: ClassVar[bool] = False
+    settings: ClassVar[tuple[str, ...]] = ("fid_styles",)
 
     def __call__(self, scope: Scope) -> tuple[np.ndarray]:
         styles = scope.options.fid_styles
@@ -117,6 +126,7 @@ class StylePairs:
 
     extractor: ClassVar[str] = "lpips"
     reference: ClassVar[bool] = False
+    settings: ClassVar[tuple[str, ...]] = ("styles",)
 
     def __call__(self, scope: Scope) -> tuple[np.ndarray]:
         m = scope.options.styles
@@ -125,16 +135,29 @@ class StylePairs:
 
 
 @dataclass(frozen=True)
+class StyleSetFeatures:
+    """(features,): features of each of `dfid_inputs` inputs under `dfid_styles` styles, (n, S, D)."""
+
+    extractor: str
+    reference: ClassVar[bool] = False
+    settings: ClassVar[tuple[str, ...]] = ("dfid_inputs", "dfid_styles")
+
+    def __call__(self, scope: Scope) -> tuple[np.ndarray]:
+        o = scope.options
+        sets = scope.generation.dfid_sets(o.dfid_inputs, o.dfid_styles)
+        return (np.stack([scope.features(self.extractor, outputs) for outputs in sets]),)
+
+
+@dataclass(frozen=True)
 class PerInputStyles:
-    """(per_input, real): features of each of `dfid_inputs` inputs under `dfid_styles` styles, and the reference."""
+    """(per_input, real): `StyleSetFeatures` as one (S, D) array per input, and the reference."""
 
     extractor: str
     reference: ClassVar[bool] = True
 
     def __call__(self, scope: Scope) -> tuple[list[np.ndarray], np.ndarray]:
-        o = scope.options
-        sets = scope.generation.dfid_sets(o.dfid_inputs, o.dfid_styles)
-        return [scope.features(self.extractor, outputs) for outputs in sets], scope.real(self.extractor)
+        (sets,) = scope.get(StyleSetFeatures(self.extractor))
+        return list(sets), scope.real(self.extractor)
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,7 @@ class AugmentedStyles:
 
     extractor: ClassVar[str] = "style"
     reference: ClassVar[bool] = False
+    settings: ClassVar[tuple[str, ...]] = ("consistency_inputs", "consistency_copies")
 
     def __call__(self, scope: Scope) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         o = scope.options
@@ -167,6 +191,7 @@ class Equivariance:
 
     extractor: ClassVar[str] = "lpips"
     reference: ClassVar[bool] = False
+    settings: ClassVar[tuple[str, ...]] = ("equivariance_inputs",)
 
     def __call__(self, scope: Scope) -> tuple[np.ndarray]:
         pairs = scope.generation.equivariance(scope.options.equivariance_inputs)

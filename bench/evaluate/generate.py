@@ -132,6 +132,16 @@ class Generation:
             self._outputs = self.translate(x, self.styles_for("outputs", len(x)), stream_seed(self.seed, 0))
         return self._outputs
 
+    def first_outputs(self, n: int) -> Tensor:
+        """`outputs[:n]`, translating only the first batch when the outputs are not made (their features can
+        come from the cache): that batch is made exactly as inside `outputs`, same rows, styles and seed."""
+        if self._outputs is not None or n > self.batch_size:
+            return self.outputs[:n]
+        count = min(self.batch_size, len(self.inputs))
+        styles = self.styles_for("outputs", len(self.inputs))
+        first = None if styles is None else styles[:count]
+        return self.translate(self._float_inputs(count), first, stream_seed(self.seed, 0))[:n]
+
     def style_sets(self, styles: int) -> Tensor:
         """(N, M, 3, S, S): every test input under M random styles (lpips_diversity; FID under StarGAN v2's
         protocol), made once per M."""

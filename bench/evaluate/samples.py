@@ -41,7 +41,7 @@ def sample_grids(generation: Generation) -> dict[str, Image.Image]:
     inputs = generation.inputs[:n]
     grids = {f"{d}_inputs.png": _grid(resize_uint8(inputs, generation.out_size), n)}
     if not generation.translator.multimodal:
-        side = generation.outputs[:n]  # the scored translations
+        side = generation.first_outputs(n)  # the scored translations
     else:
         x = uint8_to_float(inputs).repeat(SIDE_STYLES, 1, 1, 1)  # style-major: row r is style r
         styles = generation.styles_for("samples", SIDE_STYLES, 0)
