@@ -249,5 +249,7 @@ def test_two_processes_score_what_one_process_scores(toyfaces_small, tmp_path: P
     assert other["rows"] == [row for row in alone["rows"] if row[0] != "real_vs_real"]
     lpips = [row[3] for row in alone["rows"] if row[2] == "lpips_diversity"]
     assert all(v > 0 for v in lpips)  # styles change the outputs: the batches' styles and seeds are in play
-    assert main["misses"] == 2 and (other["misses"], other["hits"]) == (0, 0)  # only main extracts testB, testA
-    assert len(list((tmp_path / "cache2").glob("*.pt"))) == 2
+    # only main touches the cache: testB and testA, and per direction the stored outputs' Inception features and
+    # LPIPS pairs (FID and KID share the first), all missing in this fresh cache
+    assert main["misses"] == 2 + 2 * 2 and (other["misses"], other["hits"]) == (0, 0)
+    assert len(list((tmp_path / "cache2").glob("*.pt"))) == 2 + 2 * 2  # one file per miss: none written twice
