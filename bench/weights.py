@@ -54,7 +54,7 @@ CACHE_ENV_VAR = "BENCH_CACHE"
 NON_STANDARD = "non-standard extractor"
 STANDIN_SEED = 0
 # Bump when bench.evaluate.extract.write_inception_standin changes, so an old file is not reused under a new id.
-STANDIN_VERSION = 4
+STANDIN_VERSION = 5
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ def test_load_official_explains_a_mismatch(tmp_path: Path) -> None:
 
 
 # -- training -------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # multi-step training or a paper-size step: the slow tier
 def test_tiny_trains_twenty_steps_in_the_harness(toyfaces_small, tmp_path: Path) -> None:
     seen: dict[int, dict[str, float]] = {}
     method = _tiny(council_start_at_iter=5, loss_matching_hist_size=4)

@@ -142,6 +142,7 @@ def test_vgg16_weights_fill_the_lpips_trunk(tmp_path: Path) -> None:
         method.attach_pretrained("alexnet", None)
 
 
+@pytest.mark.slow  # multi-step training or a paper-size step: the slow tier
 def test_paper_preset_needs_vgg_weights_then_trains_a_step_at_64px(tmp_path: Path) -> None:
     torch.manual_seed(0)
     method = GNR.from_preset("paper", image_size=64, load_size=64, batch_size=1)
@@ -154,6 +155,7 @@ def test_paper_preset_needs_vgg_weights_then_trains_a_step_at_64px(tmp_path: Pat
     assert all(math.isfinite(v) for v in losses.values()) and losses["D_r1"] > 0
 
 
+@pytest.mark.slow  # multi-step training or a paper-size step: the slow tier
 def test_tiny_trains_with_the_harness_loop(toyfaces_small, tmp_path: Path) -> None:
     from accelerate import Accelerator
 
@@ -238,6 +240,7 @@ def _style_spread(method: GNR, image: torch.Tensor) -> float:
     return float(styles.var(0, unbiased=False).sum())
 
 
+@pytest.mark.slow  # multi-step training or a paper-size step: the slow tier
 def test_consistency_loss_makes_styles_augmentation_invariant(toyfaces_small) -> None:
     from bench.data.images import uint8_to_float
 

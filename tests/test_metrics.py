@@ -178,20 +178,19 @@ def test_features_match_torch_fidelity_default_layout(extractor: InceptionFeatur
 
 def test_fid_and_kid_rank_degraded_images_worse(extractor: InceptionFeatures) -> None:
     rng = np.random.default_rng(0)
-    faces = [np.asarray(render_face(sample_factors(rng), "B", 32, noise_seed=i)) for i in range(64)]
+    faces = [np.asarray(render_face(sample_factors(rng), "B", 32, noise_seed=i)) for i in range(32)]
     real = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).contiguous()
-    half, other = real[:32], real[32:]  # two disjoint samples of one distribution
+    half, other = real[:16], real[16:]  # two disjoint samples of one distribution
     blurred = F.avg_pool2d(half.float(), 5, stride=1, padding=2).round().to(torch.uint8)
     shifted = (half.float() * 0.6 + 60).round().to(torch.uint8)
     f_half, f_other, f_blur, f_shift = (extractor(x) for x in (half, other, blurred, shifted))
-    # 32 samples in 2048 dimensions: the covariance product is singular and torch-fidelity's eigenvalue
-    # square root leaves round-off of order 1e-5 where the exact value is 0.
+    # a set against itself: 0 up to round-off, even with 16 samples in 2048 dimensions (singular covariances)
     assert abs(features_to_fid(f_half, f_half)) < 1e-5 * features_to_fid(f_blur, f_other)
     floor_fid = features_to_fid(f_half, f_other)  # the noise floor at this sample size
-    floor_kid = features_to_kid(f_half, f_other, 16, 100, 0)
+    floor_kid = features_to_kid(f_half, f_other, 8, 100, 0)
     for degraded in (f_blur, f_shift):
         assert features_to_fid(degraded, f_other) > 1.5 * floor_fid
-        assert features_to_kid(degraded, f_other, 16, 100, 0).mean > 2 * max(floor_kid.mean, 0.0)
+        assert features_to_kid(degraded, f_other, 8, 100, 0).mean > 2 * max(floor_kid.mean, 0.0)
 
 
 def test_lpips_backbones_resolve_like_every_other_weight(tmp_path: Path, monkeypatch) -> None:

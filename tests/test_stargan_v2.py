@@ -253,6 +253,7 @@ def _plan(steps: int, checkpoint_every: int = 100) -> TrainPlan:
     return TrainPlan(steps, batch_size=2, seed=0, checkpoint_every=checkpoint_every, sample_every=100, log_every=5)
 
 
+@pytest.mark.slow  # multi-step training or a paper-size step: the slow tier
 def test_tiny_trains_through_the_harness(toyfaces_small, tmp_path: Path) -> None:
     method = _tiny()
     ema_before = {k: v.clone() for k, v in method.style_encoder_ema.state_dict().items()}

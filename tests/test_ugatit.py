@@ -86,6 +86,7 @@ def test_presets_and_the_light_default() -> None:
     assert UGATIT.Config.default_preset("tiny") == "tiny"
 
 
+@pytest.mark.slow  # multi-step training or a paper-size step: the slow tier
 def test_paper_preset_trains_a_step_at_96_px() -> None:
     """The full model, built once: at 96 px the flatten-MLP reads 24x24x256 instead of 64x64x256 inputs."""
     torch.manual_seed(0)
@@ -254,6 +255,7 @@ def test_same_seed_reproduces_and_another_seed_differs() -> None:
     assert not torch.equal(out, other.translate(x, "b2a"))
 
 
+@pytest.mark.slow  # multi-step training or a paper-size step: the slow tier
 def test_tiny_trains_20_steps_through_the_training_loop(toyfaces_small, tmp_path: Path) -> None:
     torch.manual_seed(0)
     method = _tiny(batch_size=2)

@@ -77,7 +77,7 @@ class InceptionFeatures:
     standard = property(lambda self: self.weights.standard)
     preprocessing = INCEPTION_PREPROCESSING
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, images: Tensor, batch_size: int = 50) -> Tensor:
         """(N, 3, H, W) uint8 -> (N, 2048) float64 features."""
         _check_uint8(images)
@@ -113,7 +113,7 @@ class TorchvisionInceptionFeatures:
     weights_sha256 = property(lambda self: self.weights.sha256)
     standard = property(lambda self: self.weights.standard)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, images: Tensor, batch_size: int = 50) -> Tensor:
         """(N, 3, H, W) uint8 -> (N, 2048) float64 features."""
         _check_uint8(images)
@@ -153,7 +153,7 @@ def write_inception_standin(path: Path, seed: int = STANDIN_SEED) -> None:
                 module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / module.in_features**0.5)
                 module.bias.zero_()
         model.train()
-        calibration = _calibration_images(48, generator)
+        calibration = _calibration_images(16, generator)
         model(calibration)
         model.eval()
         # Scale the last block's output convolutions (ReLU is positively homogeneous) so that pooled
@@ -243,7 +243,7 @@ class LpipsDistance(_TorchvisionTrunk):
     network = "lpips-v0.1-alex"
     preprocessing = "uint8 -> [-1, 1] at evaluation size, no resize"
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, a: Tensor, b: Tensor, batch_size: int = 50) -> Tensor:
         """LPIPS between corresponding images of two (N, 3, H, W) uint8 batches -> (N,) float64."""
         _check_uint8(a)
@@ -286,7 +286,7 @@ class StyleStatistics(_TorchvisionTrunk):
     network = "vgg16-relu1_2-4_3-mean-std"
     preprocessing = "uint8 -> [0, 1], ImageNet normalisation, at evaluation size"
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, images: Tensor, batch_size: int = 50) -> Tensor:
         """(N, 3, H, W) uint8 -> (N, 2 * 960) float64: per layer, channel means then channel stds."""
         _check_uint8(images)
@@ -363,7 +363,7 @@ class TorchFidelityFeatures:
     preprocessing = "uint8 -> torch-fidelity TF1 bilinear resize to the backbone's input, its normalisation"
     label = property(lambda self: self.id if self.standard else f"{self.id} ({NON_STANDARD})")
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, images: Tensor, batch_size: int = 50) -> Tensor:
         _check_uint8(images)
         out = []

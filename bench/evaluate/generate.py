@@ -92,7 +92,7 @@ class Generation:
     def _generator(self, kind: str, *extra: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, KINDS.index(kind), *extra))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def translate(self, x: Tensor, style: Tensor | None, seed: int) -> Tensor:
         """Float [-1, 1] inputs at working size -> uint8 outputs at evaluation size, in batches.
 
