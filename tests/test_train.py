@@ -107,7 +107,12 @@ def _tiny(name: str, seed: int = 0) -> Method:
     return method
 
 
-@pytest.mark.parametrize("name", ["cyclegan", "ugatit", "stargan_v2", "council", "gnr"])
+# CycleGAN in the fast tier; the other four train several steps twice each: the slow tier
+SLOW = pytest.mark.slow
+RESUMED = ["cyclegan", *(pytest.param(n, marks=SLOW) for n in ("ugatit", "stargan_v2", "council", "gnr"))]
+
+
+@pytest.mark.parametrize("name", RESUMED)
 def test_every_method_resumes_exactly(name: str, toyfaces_small, tmp_path: Path) -> None:
     """Stopped after a checkpoint and resumed in a process whose global RNG has moved on, every method ends
     with the tensors of an uninterrupted run: every random stream is a function of (seed, step)."""
@@ -248,3 +253,35 @@ def test_a_checkpoint_of_the_old_format_is_scored_but_not_resumed(toyfaces_small
     assert harness_checkpoint(old) is not None  # the network layout is the same: it can be scored
     with pytest.raises(BenchError, match="format 1.*resumes format 2"):
         train(_method(), toyfaces_small, _plan(2), tmp_path / "again", Accelerator(cpu=True), FINGERPRINT, old)
+
+
+def test_a_run_whose_optimiser_state_cannot_fit_is_refused_before_the_first_step(
+    toyfaces_small, tmp_path, monkeypatch, caplog
+):
+    import logging
+
+    from bench import train as training
+    from bench.errors import ConfigError
+
+    caplog.set_level(logging.WARNING, logger="bench.train")
+
+    method = _method()
+    adam = {name: opt for name, opt in method.optimizers().items() if isinstance(opt, torch.optim.Adam)}
+    assert adam and len(adam) == len(method.optimizers())  # CycleGAN: Adam for G and D
+    parameters = sum(p.numel() for opt in adam.values() for g in opt.param_groups for p in g["params"])
+    floor = training.training_memory_floor(method)
+    assert floor == 3 * 4 * parameters  # float32 gradient + Adam's two moments per parameter
+    training.check_training_memory(method, torch.device("cpu"), available=floor)  # enough for the floor: no error
+    assert "may run out of memory" in caplog.text  # but not for a typical peak
+    caplog.clear()
+    training.check_training_memory(method, torch.device("cpu"), available=3 * floor)
+    assert "may run out of memory" not in caplog.text
+    with pytest.raises(ConfigError, match=r"cyclegan will not fit: .* GiB .* available"):
+        training.check_training_memory(method, torch.device("cpu"), available=floor - 1)
+
+    monkeypatch.setattr(training, "available_memory", lambda device: floor // 2)
+    before = _weights(method)
+    with pytest.raises(ConfigError, match="paper_light"):
+        train(method, toyfaces_small, _plan(3), tmp_path, Accelerator(cpu=True), {"test": True})
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+    assert all(torch.equal(before[k], v) for k, v in _weights(method).items())  # not a step taken

@@ -244,6 +244,7 @@ def tensorflow():
     )
 
 
+@pytest.mark.slow  # builds and runs the TensorFlow graph (the tf extra): the slow tier, like the browser tests
 @pytest.mark.parametrize("light", [False, True], ids=["full", "light"])
 def test_converted_tensorflow_checkpoint_matches_the_tensorflow_graph(
     tensorflow, light: bool, tmp_path: Path, capsys
