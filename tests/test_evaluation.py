@@ -315,10 +315,11 @@ def test_outputs_are_generated_once_for_all_metrics_that_read_them(toyfaces_smal
 
 def test_results_are_reproducible_from_the_seed(toyfaces_small, private_cache) -> None:
     renderer = {t.name: t for t in reference_panel(toyfaces_small)}["renderer"]
-    metrics = ["fid", "lpips_diversity", "style_consistency"]
-    first = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=3)
-    second = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=3)
-    other = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=4)
+    metrics, a2b = ["fid", "lpips_diversity", "style_consistency"], ("a2b",)  # b2a takes the same code path
+    first = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=3, directions=a2b)
+    second = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=3, directions=a2b)
+    other = _evaluator(toyfaces_small, None, metrics).evaluate(renderer, "run", "", seed=4, directions=a2b)
+    assert len(first) == len(metrics)
     assert [r.value for r in first] == [r.value for r in second]
     assert [r.value for r in first] != [r.value for r in other]
 

@@ -35,11 +35,13 @@ def test_samples_show_the_scored_translations_and_change_no_score(toyfaces_small
     consistency strip; writing them leaves every metric value unchanged (they draw from their own stream)."""
     panel = {t.name: t for t in reference_panel(toyfaces_small)}
     metrics, fast = ["kid", "lpips_diversity"], {"bootstrap": 0}  # FID's jackknife alone would take minutes
+    a2b = ("a2b",)  # the grids checked below; b2a's are written by the same code
     for name in ("identity", "renderer"):
-        plain = _evaluator(toyfaces_small, None, metrics, **fast).evaluate(panel[name], "run", "", seed=0)
+        plain = _evaluator(toyfaces_small, None, metrics, **fast).evaluate(panel[name], "run", "", 0, a2b)
         with_samples = _evaluator(toyfaces_small, None, metrics, **fast).evaluate(
-            panel[name], "run", "", seed=0, samples_dir=tmp_path / name
+            panel[name], "run", "", 0, a2b, samples_dir=tmp_path / name
         )
+        assert plain and all(r.direction == "a2b" for r in plain)
         assert [r.value for r in plain] == [r.value for r in with_samples]
     size, n = toyfaces_small.image_size, min(SIDE_INPUTS, 8)
     inputs = toyfaces_small.split("test", "A").load_all(size, n)
