@@ -260,26 +260,26 @@ def test_a_run_whose_optimiser_state_cannot_fit_is_refused_before_the_first_step
 ):
     import logging
 
-    from bench import train as training
+    from bench import memory
     from bench.errors import ConfigError
 
-    caplog.set_level(logging.WARNING, logger="bench.train")
+    caplog.set_level(logging.WARNING, logger="bench.memory")
 
     method = _method()
     adam = {name: opt for name, opt in method.optimizers().items() if isinstance(opt, torch.optim.Adam)}
     assert adam and len(adam) == len(method.optimizers())  # CycleGAN: Adam for G and D
     parameters = sum(p.numel() for opt in adam.values() for g in opt.param_groups for p in g["params"])
-    floor = training.training_memory_floor(method)
+    floor = memory.training_memory_floor(method)
     assert floor == 3 * 4 * parameters  # float32 gradient + Adam's two moments per parameter
-    training.check_training_memory(method, torch.device("cpu"), available=floor)  # enough for the floor: no error
+    memory.check_training_memory(method, torch.device("cpu"), available=floor)  # enough for the floor: no error
     assert "may run out of memory" in caplog.text  # but not for a typical peak
     caplog.clear()
-    training.check_training_memory(method, torch.device("cpu"), available=3 * floor)
+    memory.check_training_memory(method, torch.device("cpu"), available=3 * floor)
     assert "may run out of memory" not in caplog.text
     with pytest.raises(ConfigError, match=r"cyclegan will not fit: .* GiB .* available"):
-        training.check_training_memory(method, torch.device("cpu"), available=floor - 1)
+        memory.check_training_memory(method, torch.device("cpu"), available=floor - 1)
 
-    monkeypatch.setattr(training, "available_memory", lambda device: floor // 2)
+    monkeypatch.setattr(memory, "available_memory", lambda device: floor // 2)
     before = _weights(method)
     with pytest.raises(ConfigError, match="paper_light"):
         train(method, toyfaces_small, _plan(3), tmp_path, Accelerator(cpu=True), {"test": True})
