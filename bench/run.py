@@ -398,6 +398,7 @@ def _run_method(
                 cfg.train.sample_every,
                 cfg.train.log_every,
                 cfg.data.workers,
+                channels_last=cfg.train.channels_last,
             )
             loss_log = LossLog(tracked, cfg.train.log_every)
             _train_method(s, method, plan, run_dir, fingerprint, resume_from, loss_log, tracked, info)

@@ -9,18 +9,23 @@ import torch
 from conftest import RSS_GROWTH_ALLOWED
 
 from bench.registry import METHODS
-from bench.train import train_step
+from bench.train import train_step, use_channels_last
 from methods.base import Batch
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])  # what `bench run --channels-last` changes
 @pytest.mark.parametrize("name", METHODS.names())
-def test_tiny_train_step(benchmark, name: str) -> None:
+def test_tiny_train_step(benchmark, name: str, layout: str) -> None:
     torch.manual_seed(0)
     method = METHODS.get(name).from_preset("tiny")
     size, batch = method.config.image_size, method.config.batch_size
     x = torch.rand(batch, 3, size, size) * 2 - 1
+    if layout == "channels_last":
+        use_channels_last(method)
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    a, b = (images.contiguous(memory_format=memory_format) for images in (x, x.flip(0)))
     step = iter(range(10**9))  # consecutive steps, as in training (GNR's lazy R1 falls on every 16th)
-    benchmark(lambda: train_step(method, Batch(x, x.flip(0)), next(step)))
+    benchmark(lambda: train_step(method, Batch(a, b), next(step)))
 
 
 def _paper(name: str):

@@ -285,3 +285,79 @@ def test_a_run_whose_optimiser_state_cannot_fit_is_refused_before_the_first_step
         train(method, toyfaces_small, _plan(3), tmp_path, Accelerator(cpu=True), {"test": True})
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
     assert all(torch.equal(before[k], v) for k, v in _weights(method).items())  # not a step taken
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate keeps one state per process and ignores a new dynamo backend: reset it around the test."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.slow  # inductor compiles C++ for each network: about a minute on 2 CPU cores
+def test_a_compiled_run_trains_the_same_weights_and_saves_the_usual_keys(
+    toyfaces_small, tmp_path: Path, fresh_accelerate_state
+) -> None:
+    from accelerate.state import AcceleratorState
+
+    from bench.train import prepare
+    from tests.test_toy_method import ColourShift
+
+    runs = {}
+    for backend in ("no", "inductor"):
+        torch.manual_seed(0)
+        method = ColourShift.from_preset("tiny")
+        AcceleratorState._reset_state(reset_partial_state=True)
+        accelerator = Accelerator(cpu=True, dynamo_backend=backend)
+        if backend == "inductor":
+            nets, _ = prepare(method, accelerator)
+            assert isinstance(nets.to_b, torch._dynamo.eval_frame.OptimizedModule)  # it is really compiled
+        runs[backend] = (method, train(method, toyfaces_small, _plan(3), tmp_path / backend, accelerator, {}))
+    (eager, eager_result), (compiled, compiled_result) = runs["no"], runs["inductor"]
+    saved = torch.load(compiled_result.checkpoint, weights_only=True)["networks"]
+    assert saved.keys() == torch.load(eager_result.checkpoint, weights_only=True)["networks"].keys()
+    assert all("_orig_mod" not in key for state in saved.values() for key in state)  # loadable without compile
+    for key, value in _weights(eager).items():
+        torch.testing.assert_close(_weights(compiled)[key], value, rtol=1e-5, atol=1e-6)  # fused kernels round
+
+
+def test_a_channels_last_run_trains_in_nhwc_to_the_same_losses(toyfaces_small, tmp_path: Path) -> None:
+    losses: dict[str, dict[int, dict[str, float]]] = {}
+    layouts: list[bool] = []
+    for layout in ("contiguous", "channels_last"):
+        torch.manual_seed(0)
+        method = CycleGAN.from_preset("tiny", image_size=32, load_size=32, batch_size=2)
+        forward = method.G_A.forward
+
+        def spy(x, *args, _forward=forward, **kwargs):  # records the layout of the batches the generator gets
+            layouts.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+            return _forward(x, *args, **kwargs)
+
+        method.G_A.forward = spy
+        plan = TrainPlan(
+            2, 2, seed=3, checkpoint_every=100, sample_every=100, log_every=1, channels_last=layout != "contiguous"
+        )
+        seen = losses.setdefault(layout, {})
+        result = train(
+            method,
+            toyfaces_small,
+            plan,
+            tmp_path / layout,
+            Accelerator(cpu=True),
+            FINGERPRINT,
+            on_losses=seen.__setitem__,
+        )
+        if layout == "channels_last":
+            conv = next(m for m in method.G_A.modules() if isinstance(m, torch.nn.Conv2d))
+            assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+            fresh = CycleGAN.from_preset("tiny", image_size=32, load_size=32, batch_size=2)
+            fresh.load_network_state(torch.load(result.checkpoint, weights_only=True)["networks"])  # loads as usual
+            x = toyfaces_small.split("test", "A").load_all(32, 2).float() / 127.5 - 1
+            method.eval()
+            torch.testing.assert_close(fresh.translate(x), method.translate(x), rtol=1e-4, atol=1e-5)
+    assert any(layouts) and not all(layouts)  # NHWC batches in the channels-last run only
+    for key, value in losses["contiguous"][0].items():  # before any update only rounding tells them apart
+        assert losses["channels_last"][0][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
