@@ -136,7 +136,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--compile",
         "train.compile",
         True,
-        "torch.compile the trained networks (default: off; compiling takes minutes and did not pay off on CPU)",
+        "torch.compile the trained networks (default: off; on CPU it did not pay off; methods whose training "
+        "cannot compile, such as R1 double backward, train eager with a warning)",
     )
     _switch(
         p,

@@ -1,5 +1,4 @@
-"""The Accelerator of a run, built from the configuration tree's `device`, `train.mixed_precision` and
-`train.compile`.
+"""The Accelerator of a run, built from the configuration tree's `device` and `train.mixed_precision`.
 
 The tree is what a run records, so it is also what runs. Under `accelerate launch` the launcher passes its
 own settings in the environment (ACCELERATE_MIXED_PRECISION, ACCELERATE_USE_CPU); one that contradicts the
@@ -44,18 +43,6 @@ def accelerator_for(cfg: Any) -> Accelerator:
     # by itself; cpu=True joins them over gloo (MULTI_CPU).
     no_gpu = not torch.cuda.is_available() and not torch.backends.mps.is_available()
     try:
-        accelerator = Accelerator(
-            mixed_precision=precision,
-            cpu=device == "cpu" or (device == "auto" and no_gpu),
-            # prepare_model then wraps each trained network in torch.compile; the method keeps the originals
-            dynamo_backend="inductor" if cfg.train.compile else "no",
-        )
+        return Accelerator(mixed_precision=precision, cpu=device == "cpu" or (device == "auto" and no_gpu))
     except ValueError as error:  # Accelerate refusing these settings, e.g. its state fixed earlier in this process
         raise ConfigError(f"Accelerate refused device={device}, mixed_precision={precision}: {error}") from error
-    compiles = accelerator.state.dynamo_plugin.backend.value.lower() != "no"
-    if compiles != cfg.train.compile:  # Accelerate keeps the first state of a process and ignores a new backend
-        raise ConfigError(
-            f"this process already set up Accelerate {'with' if compiles else 'without'} torch.compile; "
-            f"run {'without' if compiles else 'with'} --compile in a new process"
-        )
-    return accelerator

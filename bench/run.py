@@ -399,6 +399,7 @@ def _run_method(
                 cfg.train.log_every,
                 cfg.data.workers,
                 channels_last=cfg.train.channels_last,
+                compile=cfg.train.compile,
             )
             loss_log = LossLog(tracked, cfg.train.log_every)
             _train_method(s, method, plan, run_dir, fingerprint, resume_from, loss_log, tracked, info)

@@ -57,6 +57,7 @@ class TrainPlan:
     workers: int = 0
     samples_per_domain: int = 4  # test images shown in each sample grid
     channels_last: bool = False  # weights and batches NHWC (see use_channels_last)
+    compile: bool = False  # torch.compile the trained networks, unless the method says why it cannot
 
 
 @dataclass
@@ -158,17 +159,28 @@ def restore(method: Method, payload: dict[str, Any], source: str = "the checkpoi
     return int(payload["step"])
 
 
-def prepare(method: Method, accelerator: Any) -> tuple[Networks, dict[str, torch.optim.Optimizer]]:
+def prepare(
+    method: Method, accelerator: Any, compile: bool = False
+) -> tuple[Networks, dict[str, torch.optim.Optimizer]]:
     """The method's networks and optimisers as the loop runs them: trained networks and every optimiser
-    handed to Accelerate (DistributedDataParallel over several processes), frozen ones moved to its device.
+    handed to Accelerate (DistributedDataParallel over several processes), frozen ones moved to its device;
+    with `compile`, the trained ones wrapped in torch.compile (inductor) as well.
 
-    The method keeps its own unwrapped modules, which share their parameters with the wrapped ones.
+    The method keeps its own unwrapped modules, which share their parameters with the wrapped ones, so
+    checkpoints hold the usual keys.
     """
     nets = {}
     for attr in method.networks:
         network = getattr(method, attr)
         trained = any(p.requires_grad for p in network.parameters())
-        nets[attr] = accelerator.prepare_model(network) if trained else network.to(accelerator.device)
+        if not trained:
+            nets[attr] = network.to(accelerator.device)
+            continue
+        # Not Accelerate's dynamo_backend: Accelerate keeps the first setting of a process, and a method that
+        # cannot compile must train eager in a run whose other methods compile.
+        nets[attr] = (
+            torch.compile(accelerator.prepare_model(network)) if compile else accelerator.prepare_model(network)
+        )
     optimizers = {name: accelerator.prepare_optimizer(opt) for name, opt in method.optimizers().items()}
     return Networks(**nets), optimizers
 
@@ -294,7 +306,9 @@ def train(
         log.info("%s: resumed from %s at step %d", method.name, resume_from, start)
     if plan.channels_last:
         use_channels_last(method)
-    nets, optimizers = prepare(method, accelerator)
+    if plan.compile and method.not_compilable:
+        log.warning("%s trains without torch.compile: %s", method.name, method.not_compilable)
+    nets, optimizers = prepare(method, accelerator, compile=plan.compile and not method.not_compilable)
     method.train()
     size = method.config.image_size
     grid_a = data.split("test", "A").load_all(size, plan.samples_per_domain)

@@ -136,6 +136,7 @@ class Method(nn.Module, ABC):
     multimodal: ClassVar[bool] = False  # True when translate() draws a style per output
     Config: ClassVar[type[MethodConfig]]
     networks: ClassVar[tuple[str, ...]]  # attribute names of the sub-networks; trainable ones get wrapped
+    not_compilable: ClassVar[str] = ""  # why torch.compile cannot train this method ("": it can; `--compile`)
 
     def __init__(self, config: MethodConfig) -> None:
         super().__init__()

@@ -401,6 +401,8 @@ class CouncilGAN(Method):
     multimodal = True
     Config = CouncilGANConfig
     networks = ("gen_a2b", "gen_b2a", "dis_a2b", "dis_b2a", "dis_council_a2b", "dis_council_b2a")
+    # Each network is a ModuleList of council members, indexed per member; a compiled wrapper is called, not indexed.
+    not_compilable = "its networks are lists of council members, which torch.compile does not wrap"
 
     def __init__(self, config: CouncilGANConfig) -> None:
         super().__init__(config)

@@ -459,6 +459,9 @@ class GNR(Method):
     multimodal = True
     Config = GNRConfig
     networks = ("G_A2B", "G_B2A", "D_A", "D_B", "D_L", "G_A2B_ema", "G_B2A_ema")
+    # R1 differentiates the discriminator's gradient (double backward), which compiled graphs do not support
+    # (aot_autograd, torch 2.14.1: "does not currently support double backward").
+    not_compilable = "its R1 penalty needs double backward, which torch.compile does not support"
 
     def __init__(self, config: GNRConfig) -> None:
         super().__init__(config)

@@ -345,6 +345,9 @@ class StarGANv2(Method):
         "mapping_network_ema",
         "style_encoder_ema",
     )
+    # R1 differentiates the discriminator's gradient (double backward), which compiled graphs do not support
+    # (aot_autograd, torch 2.14.1: "does not currently support double backward").
+    not_compilable = "its R1 penalty needs double backward, which torch.compile does not support"
 
     def __init__(self, config: StarGANv2Config) -> None:
         super().__init__(config)

@@ -478,6 +478,10 @@ class UGATIT(Method):
     multimodal = False
     Config = UGATITConfig
     networks = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")
+    # Each discriminator runs twice before one backward (real, fake) and spectral norm updates its power-iteration
+    # vector in place on each run; eager PyTorch clones it for autograd, the compiled graph does not, and backward
+    # fails ("modified by an inplace operation", torch 2.14.1).
+    not_compilable = "its spectral-norm discriminators fail in backward under torch.compile (in-place power iteration)"
 
     def __init__(self, config: UGATITConfig) -> None:
         super().__init__(config)

@@ -53,7 +53,11 @@ def test_print_config_yaml_round_trips(tmp_path: Path) -> None:
     ("key", "section", "valid"),
     [
         ("stepz", "top level", "valid top-level keys: checkpoints, data, device, eval"),
-        ("train.stepz", "train", "valid keys of train: batch_size, channels_last, checkpoint_every, compile, log_every"),
+        (
+            "train.stepz",
+            "train",
+            "valid keys of train: batch_size, channels_last, checkpoint_every, compile, log_every",
+        ),
         ("eval.stlyes", "eval", "(did you mean styles?)"),
         (
             "weights.dinov2",

@@ -287,41 +287,39 @@ def test_a_run_whose_optimiser_state_cannot_fit_is_refused_before_the_first_step
     assert all(torch.equal(before[k], v) for k, v in _weights(method).items())  # not a step taken
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    """Accelerate keeps one state per process and ignores a new dynamo backend: reset it around the test."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-@pytest.mark.slow  # inductor compiles C++ for each network: about a minute on 2 CPU cores
+@pytest.mark.slow  # inductor compiles C++ for each network: 10-90 s on 2 CPU cores
 def test_a_compiled_run_trains_the_same_weights_and_saves_the_usual_keys(
-    toyfaces_small, tmp_path: Path, fresh_accelerate_state
+    toyfaces_small, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from accelerate.state import AcceleratorState
-
     from bench.train import prepare
     from tests.test_toy_method import ColourShift
 
     runs = {}
-    for backend in ("no", "inductor"):
+    for compiled in (False, True):
         torch.manual_seed(0)
         method = ColourShift.from_preset("tiny")
-        AcceleratorState._reset_state(reset_partial_state=True)
-        accelerator = Accelerator(cpu=True, dynamo_backend=backend)
-        if backend == "inductor":
-            nets, _ = prepare(method, accelerator)
-            assert isinstance(nets.to_b, torch._dynamo.eval_frame.OptimizedModule)  # it is really compiled
-        runs[backend] = (method, train(method, toyfaces_small, _plan(3), tmp_path / backend, accelerator, {}))
-    (eager, eager_result), (compiled, compiled_result) = runs["no"], runs["inductor"]
+        plan = TrainPlan(3, 2, seed=3, checkpoint_every=100, sample_every=100, log_every=1, compile=compiled)
+        runs[compiled] = (
+            method,
+            train(method, toyfaces_small, plan, tmp_path / str(compiled), Accelerator(cpu=True), {}),
+        )
+    nets, _ = prepare(runs[True][0], Accelerator(cpu=True), compile=True)
+    assert isinstance(nets.to_b, torch._dynamo.eval_frame.OptimizedModule)  # it is really compiled
+    (eager, eager_result), (compiled, compiled_result) = runs[False], runs[True]
     saved = torch.load(compiled_result.checkpoint, weights_only=True)["networks"]
     assert saved.keys() == torch.load(eager_result.checkpoint, weights_only=True)["networks"].keys()
     assert all("_orig_mod" not in key for state in saved.values() for key in state)  # loadable without compile
     for key, value in _weights(eager).items():
         torch.testing.assert_close(_weights(compiled)[key], value, rtol=1e-5, atol=1e-6)  # fused kernels round
+
+    class Uncompilable(ColourShift):
+        not_compilable = "a reason"
+
+    method = Uncompilable.from_preset("tiny")
+    monkeypatch.setattr(torch, "compile", lambda *args, **kwargs: pytest.fail("a method that cannot compile was"))
+    plan = TrainPlan(1, 2, seed=3, checkpoint_every=100, sample_every=100, log_every=1, compile=True)
+    train(method, toyfaces_small, plan, tmp_path / "eager", Accelerator(cpu=True), {})
+    assert "colour_shift trains without torch.compile: a reason" in caplog.text
 
 
 def test_a_channels_last_run_trains_in_nhwc_to_the_same_losses(toyfaces_small, tmp_path: Path) -> None:
