@@ -16,6 +16,10 @@ import pandas as pd
 from bench.files import write_atomically
 
 SCHEMA_VERSION = 2  # 2: confidence intervals (ci_low, ci_high, ci_level)
+# Method names of the reference rows a run adds beside its methods; never ranked as methods.
+IDENTITY = "identity"  # no translation: each set metric between the source and the target real sets
+NOISE_FLOOR = "real_vs_real"  # each set metric between two disjoint halves of the target real set
+REFERENCE_ROWS = (IDENTITY, NOISE_FLOOR)
 
 
 @dataclass(frozen=True)

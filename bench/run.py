@@ -280,14 +280,17 @@ def _open_session(
     )
 
 
-def _finish(session: _Session, tracked_runs: list[TrackedRun]) -> Outcome:
-    """Noise floor, results document, report, and the artifacts of every tracked run (main process)."""
+def _finish(session: _Session, tracked_runs: list[TrackedRun], identity: bool = True) -> Outcome:
+    """Reference rows (identity, noise floor), results document, report, and the artifacts of every tracked run
+    (main process). `identity` False where the source side is not a real domain (scored translation folders)."""
     report = None
     out_dir = session.out_dir
     if session.main:
         evaluated = sorted(
             {d for info in session.result.methods.values() if info["status"] == "ok" for d in info["directions"]}
         )
+        if identity:
+            session.result.rows += session.evaluator.identity_rows(session.result.run_id, evaluated)
         session.result.rows += session.evaluator.noise_floor(session.result.run_id, evaluated)
         session.result.save(out_dir)
         report = build_report(session.result, out_dir)

@@ -152,4 +152,4 @@ def score_translations(
         log.exception("%s failed", label)
     finally:
         tracked.finish(failed=info["status"] != "ok")
-    return _finish(session, [tracked])
+    return _finish(session, [tracked], identity=False)  # the A side holds the translations, not source images

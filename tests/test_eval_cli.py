@@ -99,8 +99,8 @@ def scored(tmp_path_factory: pytest.TempPathFactory, trained: Trained) -> Scored
 # -- harness checkpoints ----------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_scoring_the_final_checkpoint_reproduces_the_run(trained: Trained, scored: Scored) -> None:
-    """The run's final checkpoint scored by `bench eval` gives the run's FID and KID rows, noise floor included."""
-    for method in ("cyclegan", "real_vs_real"):
+    """The run's final checkpoint scored by `bench eval` gives the run's FID and KID rows, reference rows included."""
+    for method in ("cyclegan", "identity", "real_vs_real"):
         expected, got = trained.rows(method), scored.rows(method)
         assert len(got) == 4 and set(got["metric"]) == {"fid", "kid"}  # two directions
         pd.testing.assert_frame_equal(got[SAME], expected[SAME])
@@ -156,6 +156,7 @@ def test_dumped_translations_score_as_the_run_scored_them(trained: Trained, in_t
     run_floor = run_floor[run_floor["direction"] == "a2b"].reset_index(drop=True)
     assert list(floor["metric"]) == ["fid", "kid"] and (floor["direction"] == "a2b").all()
     assert floor["value"].tolist() == pytest.approx(run_floor["value"].tolist(), rel=1e-6)
+    assert result.rows("identity").empty  # its A side holds the translations: an identity row would be their score
 
 
 # -- the authors' released checkpoints --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from torch_fidelity.metric_kid import mmd2
 
 from bench.errors import ConfigError
 from bench.evaluate.cache import FeatureCache
-from bench.evaluate.evaluator import NOISE_FLOOR, Evaluator, metric_extractors
+from bench.evaluate.evaluator import Evaluator, metric_extractors
 from bench.evaluate.extract import LpipsDistance, StyleStatistics
 from bench.evaluate.fidkid import (
     KidKernels,
@@ -30,7 +30,7 @@ from bench.evaluate.metrics import EvalOptions, Metric, MetricValue, dfid, lpips
 from bench.evaluate.panel import reference_panel
 from bench.evaluate.stats import jackknife_interval, mean_interval
 from bench.registry import METRICS
-from bench.results import RunResult
+from bench.results import IDENTITY, NOISE_FLOOR, RunResult
 from bench.weights import cache_dir, resolve_weights
 
 # -- estimators -----------------------------------------------------------------------------------------
@@ -297,6 +297,11 @@ def test_every_metric_scores_unimodal_and_multimodal_translators(toyfaces_small,
         (NOISE_FLOOR, d, m) for d in ("a2b", "b2a") for m in ("fid", "kid")
     }
     assert all(r.n == 4 and r.n_ref == 4 for r in floor)  # two disjoint halves of 8 test images
+    as_is = {(r.direction, r.metric): r for r in evaluator.identity_rows("run", ["a2b", "b2a"])}
+    assert set(as_is) == {(d, m) for d in ("a2b", "b2a") for m in ("fid", "kid")}
+    for (direction, metric), row in as_is.items():  # the real source set is what the identity map outputs
+        assert row.method == IDENTITY and row.n == row.n_ref == 8
+        assert row.value == pytest.approx(rows["identity", direction, metric].value, rel=1e-6), (direction, metric)
 
 
 def test_outputs_are_generated_once_for_all_metrics_that_read_them(toyfaces_small, private_cache) -> None:

@@ -40,6 +40,7 @@ def _result(rows: list[ResultRow]) -> RunResult:
 
 def test_the_best_and_the_ties_within_intervals_are_marked() -> None:
     rows = [
+        _row("identity", "fid", 95.0, float("nan"), float("nan")),  # no translation: listed last, never "best"
         _row("cyclegan", "fid", 100.0, 90.0, 110.0),
         _row("gnr", "fid", 105.0, 101.0, 109.0),  # overlaps cyclegan's interval: a tie
         _row("<b>mine</b>", "fid", 150.0, 140.0, 160.0),  # clearly worse
@@ -52,10 +53,10 @@ def test_the_best_and_the_ties_within_intervals_are_marked() -> None:
     ]
     boards = {b["direction"]: b for b in leaderboards(_result(rows))}
     a2b = boards["a2b"]
-    assert [r["method"] for r in a2b["rows"]] == ["cyclegan", "gnr", "<b>mine</b>", "real_vs_real"]
+    assert [r["method"] for r in a2b["rows"]] == ["cyclegan", "gnr", "<b>mine</b>", "identity", "real_vs_real"]
     fid = {r["method"]: r["cells"][0] for r in a2b["rows"]}
     assert fid["cyclegan"]["mark"] == "best" and fid["gnr"]["mark"] == "tie" and fid["<b>mine</b>"]["mark"] == ""
-    assert fid["real_vs_real"]["mark"] == "" and fid["cyclegan"]["shown"] == "100 ± 10"
+    assert fid["real_vs_real"]["mark"] == fid["identity"]["mark"] == "" and fid["cyclegan"]["shown"] == "100 ± 10"
     lpips = {r["method"]: r["cells"][1] for r in a2b["rows"]}
     assert lpips["gnr"]["mark"] == "best" and lpips["cyclegan"]["mark"] == ""  # higher is better, no overlap
     assert lpips["<b>mine</b>"]["odd"] and not lpips["gnr"]["odd"] and not fid["gnr"]["odd"]  # per column

@@ -44,14 +44,13 @@ from bench.evaluate.samples import sample_grids, save_grids
 from bench.evaluate.shards import ALONE, Shards
 from bench.evaluate.translator import Translator, device_of
 from bench.inception_import import tensor_sha256
-from bench.results import ResultRow
+from bench.results import IDENTITY, NOISE_FLOOR, ResultRow
 from bench.weights import ResolvedWeights, resolve_weights
 from methods.base import DIRECTIONS
 
 log = logging.getLogger(__name__)
 
 SOURCE_AND_TARGET = {"a2b": ("A", "B"), "b2a": ("B", "A")}
-NOISE_FLOOR = "real_vs_real"  # the method name of noise-floor rows
 
 
 @dataclass
@@ -297,6 +296,21 @@ class Evaluator:
                     continue
                 for value in metric.compute(real[order[:half]], real[order[half : 2 * half]], self.options):
                     rows.append(self._row(metric, value, run_id, NOISE_FLOOR, "", direction, self.options.seed, None))
+        return rows
+
+    def identity_rows(self, run_id: str, directions: list[str]) -> list[ResultRow]:
+        """Each set metric between the real source and target sets (main process only): what a translator
+        that returns its input scores, the bar a method must beat to have translated at all. Both sets are
+        the ones the methods' rows already extracted, so this costs no extraction."""
+        rows = []
+        for direction in directions:
+            source, target = SOURCE_AND_TARGET[direction]
+            for metric in self.metrics:
+                if metric.set_metric:
+                    as_is = self.real_features(metric.extractor, source, alone=True)
+                    real = self.real_features(metric.extractor, target, alone=True)
+                    for value in metric.compute(as_is, real, self.options):
+                        rows.append(self._row(metric, value, run_id, IDENTITY, "", direction, self.options.seed, None))
         return rows
 
 

@@ -21,7 +21,7 @@ import yaml  # noqa: E402
 
 from bench.files import write_atomically  # noqa: E402
 from bench.registry import METRICS  # noqa: E402
-from bench.results import RunResult  # noqa: E402
+from bench.results import REFERENCE_ROWS, RunResult  # noqa: E402
 from bench.weights import NON_STANDARD  # noqa: E402
 
 _TEMPLATES = jinja2.Environment(
@@ -256,13 +256,13 @@ def leaderboards(result: RunResult) -> list[dict[str, Any]]:
         by_key: dict[str, list[str]] = {}
         for metric, key in usual.items():
             by_key.setdefault(key, []).append(metric.upper())
-        methods = [m for m in dict.fromkeys(rows["method"]) if m != "real_vs_real"]
-        methods += ["real_vs_real"] if "real_vs_real" in set(rows["method"]) else []
+        methods = [m for m in dict.fromkeys(rows["method"]) if m not in REFERENCE_ROWS]
+        methods += [m for m in REFERENCE_ROWS if m in set(rows["method"])]  # last, in this order
         cells: dict[tuple[str, str], dict[str, Any]] = {}
         for metric in metrics:
             scale, higher = _scale(metric), METRICS.get(metric).higher_is_better
             scored = {m: means.loc[(m, metric)] for m in methods if (m, metric) in means.index}
-            ranked = {m: v for m, v in scored.items() if m != "real_vs_real"}
+            ranked = {m: v for m, v in scored.items() if m not in REFERENCE_ROWS}
             best = (max if higher else min)(ranked, key=lambda m: ranked[m]["value"]) if ranked else None
             for method, v in scored.items():
                 half = (v["ci_high"] - v["ci_low"]) / 2 * scale if math.isfinite(v["ci_low"]) else None
@@ -353,7 +353,7 @@ def _is_multimodal(result: RunResult, method: str) -> bool:
 
 def small_n(result: RunResult) -> int | None:
     """The test-set size when it is small enough that FID's estimator bias dominates (below 2,000 images)."""
-    n = [row.n for row in result.rows if row.metric == "fid" and row.method != "real_vs_real"]
+    n = [row.n for row in result.rows if row.metric == "fid" and row.method not in REFERENCE_ROWS]
     return max(n) if n and max(n) < 2000 else None
 
 
