@@ -188,9 +188,9 @@ def prepare(
 def use_channels_last(method: Method) -> None:
     """Store every 4-D weight of the method channels-last (NHWC), in place, so its convolutions run NHWC kernels.
 
-    On 2 CPU cores this made the tiny training steps of U-GAT-IT and StarGAN v2 16-22% faster and the
-    others 2-4% (benchmarks/test_train.py measures both layouts). The values are unchanged; the results move
-    by float rounding only, which is why it is an option and not the default (golden tests are bitwise).
+    On 2 CPU cores the tiny training steps got 4-22% faster, all methods but CycleGAN (-2% to +3%); the
+    benchmarks (benchmarks/test_train.py) measure both layouts. Values are unchanged and results move by float
+    rounding only, which is why it is an option and not the default (the golden tests are bitwise).
     """
     for tensor in itertools.chain(method.parameters(), method.buffers()):
         if tensor.dim() == 4:
