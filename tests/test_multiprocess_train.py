@@ -37,10 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
 # Against the emulation: the same kernels on the same half batches (measured: bitwise equal).
 RTOL = ATOL = 1e-5
-# Against one batch of 4, relative to the largest weight change of the three steps: float reordering (kernels
-# chosen by batch size) measured <= 3e-5 of it (CycleGAN, U-GAT-IT); the smallest real difference, Council
-# GAN's, 5e-3.
-ONE_BATCH_RTOL = 5e-4
+# Against one batch of 4, as the largest absolute weight difference after three steps. Float reordering (kernels
+# chosen by batch size) moved weights by up to 6.1e-6 (CycleGAN; U-GAT-IT 4.5e-6, on an AVX-512 machine), real
+# differences by 1.1e-3 (StarGAN v2) and 3.8e-3 (GNR). Relative to the largest weight change, as this test first
+# measured, rounding alone reached 1.5% of it for CycleGAN there (its three Adam steps with eps 1 are small).
+ONE_BATCH_ATOL = 1e-4
 # Why two processes cannot equal one batch of 4 for these methods (the harness cannot fix it; the methods'
 # steps would have to draw and mix over the global batch):
 ONE_BATCH_DIFFERS = {
@@ -48,7 +49,8 @@ ONE_BATCH_DIFFERS = {
     # resized crops and latent codes are drawn from each process's own stream
     "stargan_v2": "references permuted within the batch; per-image draws",
     # per-image grayscale and style draws from each process's stream; loss matching divides by the
-    # history of each process's own (half-batch) losses
+    # history of each process's own (half-batch) losses. In three steps the effect stays within rounding
+    # (2.8e-6), so it is checked neither way.
     "council": "per-image draws; loss matching on per-process losses",
     # minibatch-stddev layers, a batch-variance consistency loss, one image per batch augmented for all
     "gnr": "minibatch stddev and batch variance; one picked image per batch; per-image draws",
@@ -187,15 +189,12 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path: Path, o
         print(f"{name}: max |2 processes - emulated| = {_max_difference(two, emulated):.3g}")
         assert not _close(two, emulated), f"{name}: {_close(two, emulated)[:5]}"
 
-        initial = _states(job.tiny(name, job.GLOBAL_BATCH))
         single = _states(one_batch(name, data, tmp_path / "single"))
-        # relative to how far three steps moved the weights (Adam's eps is 1 here: see two_process_training.tiny)
         difference = _max_difference(two, single)
-        relative = difference / _max_difference(single, initial)
-        print(
-            f"{name}: max |2 processes - 1 process, batch {job.GLOBAL_BATCH}| = {difference:.3g}, {relative:.3g} of the update"
-        )
+        print(f"{name}: max |2 processes - 1 process, batch {job.GLOBAL_BATCH}| = {difference:.3g}")
+        if name == "council":  # its difference is real but within rounding after three steps (ONE_BATCH_DIFFERS)
+            continue
         if name in ONE_BATCH_DIFFERS:
-            assert relative > ONE_BATCH_RTOL, f"{name} now trains as one batch: drop it from ONE_BATCH_DIFFERS"
+            assert difference > ONE_BATCH_ATOL, f"{name} now trains as one batch: drop it from ONE_BATCH_DIFFERS"
         else:
-            assert relative <= ONE_BATCH_RTOL, name
+            assert difference <= ONE_BATCH_ATOL, name
