@@ -66,8 +66,9 @@ class TrainConfig:
     sample_every: int = 500  # steps between sample grids (one is always written at the end)
     log_every: int = 1  # the tracker gets each loss averaged over this many steps (raise for long runs)
     mixed_precision: str = "no"  # Accelerate's autocast of the trained networks: no, bf16 or fp16
-    # torch.compile (inductor) of the trained networks. Off by default: on 2 CPU cores no tiny preset's step got
-    # faster and compiling took minutes (README, Performance); checkpoints are the same either way.
+    # torch.compile (inductor) of the trained networks. Off by default: only CycleGAN's training compiles, and on
+    # 2 CPU cores its 42 s of compiling pay off after about 3,000 tiny steps (README, Configuration); checkpoints
+    # are the same either way.
     compile: bool = False
     channels_last: bool = False  # NHWC weights and batches in training (bench.train.use_channels_last)
 

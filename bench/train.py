@@ -176,11 +176,10 @@ def prepare(
         if not trained:
             nets[attr] = network.to(accelerator.device)
             continue
+        wrapped = accelerator.prepare_model(network)
         # Not Accelerate's dynamo_backend: Accelerate keeps the first setting of a process, and a method that
         # cannot compile must train eager in a run whose other methods compile.
-        nets[attr] = (
-            torch.compile(accelerator.prepare_model(network)) if compile else accelerator.prepare_model(network)
-        )
+        nets[attr] = torch.compile(wrapped) if compile else wrapped
     optimizers = {name: accelerator.prepare_optimizer(opt) for name, opt in method.optimizers().items()}
     return Networks(**nets), optimizers
 
