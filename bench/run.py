@@ -32,6 +32,7 @@ from bench.evaluate.evaluator import Evaluator, metric_extractors
 from bench.evaluate.metrics import Metric
 from bench.evaluate.shards import Shards
 from bench.official import read_state
+from bench.owner import claim_report_folder
 from bench.protocols import protocol
 from bench.registry import DATASETS, METHODS, METRICS
 from bench.report import build_report
@@ -41,7 +42,6 @@ from bench.track import (
     NullTracker,
     TrackedRun,
     Tracker,
-    claim_report_folder,
     describe,
     method_params,
     open_tracker,

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main
+from bench.owner import OWNER_FILE, claim_report_folder, owner, owner_gone
 from bench.results import RunResult
-from bench.track import KILLED_TAG, OWNER_FILE, MlflowTracker, claim_report_folder, owner, owner_gone
+from bench.track import KILLED_TAG, MlflowTracker
 
 EXPERIMENT = "i2i-bench/orphans"
 DEAD_RUN = "20260101-000000-toyfaces-dead"
@@ -150,7 +151,7 @@ def test_report_folders_of_dead_runs_are_named_once_each(tmp_path: Path, caplog)
     (reports / "finished" / "index.html").write_text("<html></html>")
     _save_results(reports / "damaged", "damaged")
     (reports / "damaged" / OWNER_FILE).write_text("[1, 2")
-    caplog.set_level(logging.WARNING, logger="bench.track")
+    caplog.set_level(logging.WARNING, logger="bench.owner")
     claim_report_folder(reports, "new-run")
     (line,) = [r.getMessage() for r in caplog.records]
     assert str(reports / "dead") in line and f"process {gone} no longer exists" in line
