@@ -187,8 +187,9 @@ def prepare(
 def use_channels_last(method: Method) -> None:
     """Store every 4-D weight of the method channels-last (NHWC), in place, so its convolutions run NHWC kernels.
 
-    On 2 CPU cores the tiny training steps got 4-22% faster, all methods but CycleGAN (-2% to +3%); the
-    benchmarks (benchmarks/test_train.py) measure both layouts. Values are unchanged and results move by float
+    On 2 CPU cores the tiny training steps of StarGAN v2, GNR and Council GAN got 4-22% faster; CycleGAN's moved
+    -2% to +3%, U-GAT-IT's -16% on one machine type and +20% on another. The benchmarks
+    (benchmarks/test_train.py) measure both layouts. Values are unchanged and results move by float
     rounding only, which is why it is an option and not the default (the golden tests are bitwise).
     """
     for tensor in itertools.chain(method.parameters(), method.buffers()):
