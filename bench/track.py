@@ -8,10 +8,10 @@ A server that does not answer `<uri>/health` within a few seconds is not waited 
 in `reports/<run-id>/` and `bench track push` logs them later, as the same MLflow runs a live run creates.
 
 A run killed outright (SIGKILL, the machine's OOM killer) cannot end its MLflow runs nor write its report. Every
-run therefore records which process owns it (host, pid, process start time: tags of its MLflow runs, owner.json
-in its report folder; bench.owner), and the next run on the same host marks the MLflow runs of a process that is gone KILLED
-and names the report folders left without index.html. A run of another host is never touched: only that host
-can tell whether it still runs.
+run therefore records which process owns it (bench.owner: host, pid, process start time, as tags of its MLflow
+runs and owner.json in its report folder), and the next run on the same host marks the MLflow runs of a process
+that is gone KILLED and names the report folders left without index.html. A run of another host is never
+touched: only that host can tell whether it still runs.
 """
 
 from __future__ import annotations
